@@ -1,0 +1,122 @@
+//! What the engine reports. The engine never prints: the CLI renders these as progress
+//! bars and a recap, or as one JSON object per line (`--output json`).
+//!
+//! Every event passes through the [`crate::redact::Redactor`] before it leaves the engine,
+//! so no renderer can leak a secret.
+
+use serde::{Deserialize, Serialize};
+
+/// How one task ended on one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+    Skipped,
+}
+
+/// A file's diff, rendered once in unified form (the CLI only colours it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDiff {
+    pub path: String,
+    pub unified: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub host: String,
+    pub play: String,
+    pub role: String,
+    pub task: String,
+    pub status: Status,
+    /// Loop item label, when the task loops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub details: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<FileDiff>,
+    /// In check mode, after an earlier pending change this plan is a prediction.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub predicted: bool,
+    /// An unguarded command: changes on every run by design.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub always: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub handler: bool,
+    /// Why nothing changed, or why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostRecap {
+    pub host: String,
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub unreachable: bool,
+    pub seconds: f64,
+    /// Remote scripts run on this host (one per probe or apply round trip).
+    pub execs: u64,
+    /// Execs per play, in play order.
+    pub execs_per_play: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStart {
+        site: String,
+        inventory: String,
+        check: bool,
+        hosts: Vec<String>,
+        plays: usize,
+    },
+    PlayStart {
+        play: String,
+        hosts: Vec<String>,
+    },
+    HostConnected {
+        host: String,
+        seconds: f64,
+    },
+    TaskStart {
+        host: String,
+        task: String,
+    },
+    Task(TaskReport),
+    HandlersSkipped {
+        host: String,
+        play: String,
+        handlers: Vec<String>,
+    },
+    HostUnreachable {
+        host: String,
+        message: String,
+    },
+    HostFailed {
+        host: String,
+        play: String,
+        task: String,
+        message: String,
+    },
+    PlayEnd {
+        play: String,
+        aborted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Recap {
+        hosts: Vec<HostRecap>,
+        /// (host, task) of every task that changed: after a converge that should have
+        /// been a no-op, this says exactly what was not idempotent.
+        changed_tasks: Vec<(String, String)>,
+        seconds: f64,
+        check: bool,
+    },
+}

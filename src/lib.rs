@@ -1,0 +1,21 @@
+//! bosun: an agentless, push-based configuration orchestrator.
+//!
+//! The pipeline, one module per stage:
+//! [`inventory`] → [`ssh`] (connect) → [`engine`] (probe → plan → apply, per host, batched)
+//! → [`event`] (report; rendered by the CLI). What a task can declare lives in [`modules`];
+//! roles and the site are data, loaded by [`site`].
+
+pub mod diag;
+pub mod diff;
+pub mod engine;
+pub mod event;
+pub mod inventory;
+pub mod modules;
+pub mod redact;
+pub mod render;
+pub mod shell;
+pub mod site;
+pub mod ssh;
+pub mod template;
+pub mod text;
+pub mod yaml;

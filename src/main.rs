@@ -1,0 +1,458 @@
+//! The `bosun` command line: parses flags, loads input, runs the engine, renders events.
+
+use bosun::diag::LoadErrors;
+use bosun::engine::{self, Emitter, RunOptions};
+use bosun::inventory::Inventory;
+use bosun::redact::Redactor;
+use bosun::render::{OutputFormat, Renderer};
+use bosun::site::Site;
+use bosun::ssh::{ConnectOptions, Connection};
+use bosun::template::Templates;
+use clap::{Args, Parser, Subcommand};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "bosun",
+    version,
+    about = "Agentless, push-based configuration over SSH: converge hosts to what their roles declare."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Converge hosts to the site's roles (changes hosts unless --check).
+    Converge(ConvergeArgs),
+    /// Show what converge would change, with diffs. Exit 0: nothing to do, 2: changes pending, 1: errors.
+    Plan(ConvergeArgs),
+    /// Inspect the inventory.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
+    /// Print the facts of one host as JSON.
+    Facts {
+        #[arg(short, long)]
+        inventory: PathBuf,
+        host: String,
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Run an ad-hoc shell command on matching hosts.
+    Exec {
+        #[arg(short, long)]
+        inventory: PathBuf,
+        /// Host pattern (names, groups, globs, `a,!b`).
+        #[arg(short = 'l', long = "limit")]
+        limit: String,
+        #[arg(short, long, default_value_t = 20)]
+        forks: usize,
+        #[arg(long)]
+        accept_new_host_keys: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// The command, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// List hosts with address, groups and (with -v) variables; secrets redacted.
+    List {
+        #[arg(short, long)]
+        inventory: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        #[arg(short, long, action = clap::ArgAction::Count)]
+        verbose: u8,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ConvergeArgs {
+    /// Inventory file.
+    #[arg(short, long)]
+    inventory: PathBuf,
+    /// Site file (ordered plays). Default: roles/site.yml.
+    site: Option<PathBuf>,
+    /// Change nothing; report what would change.
+    #[arg(long)]
+    check: bool,
+    /// Show unified diffs of file contents.
+    #[arg(long)]
+    diff: bool,
+    /// Only these hosts (pattern: names, groups, globs, `a,!b`, `&g`).
+    #[arg(short, long)]
+    limit: Option<String>,
+    /// Only tasks with these tags (comma-separated).
+    #[arg(short, long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Skip tasks with these tags.
+    #[arg(long, value_delimiter = ',')]
+    skip_tags: Vec<String>,
+    /// Hosts worked on at once.
+    #[arg(short, long, default_value_t = 50)]
+    forks: usize,
+    /// Extra variables, highest precedence: k=v, @file.yml, or a YAML/JSON map.
+    #[arg(short = 'e', long = "extra-vars")]
+    extra_vars: Vec<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    /// Record host keys not yet in known_hosts (changed keys are still refused).
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// Run notified handlers even when a later task failed.
+    #[arg(long)]
+    force_handlers: bool,
+    /// -v: ok/skipped tasks and exec counts; -vv: connection times.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = rt.block_on(async {
+        match cli.command {
+            Command::Converge(a) => converge(a, false).await,
+            Command::Plan(a) => converge(a, true).await,
+            Command::Inventory {
+                command:
+                    InventoryCommand::List {
+                        inventory,
+                        output,
+                        verbose,
+                    },
+            } => inventory_list(&inventory, output, verbose),
+            Command::Facts {
+                inventory,
+                host,
+                accept_new_host_keys,
+            } => facts(&inventory, &host, accept_new_host_keys).await,
+            Command::Exec {
+                inventory,
+                limit,
+                forks,
+                accept_new_host_keys,
+                output,
+                cmd,
+            } => {
+                exec(
+                    &inventory,
+                    &limit,
+                    forks,
+                    accept_new_host_keys,
+                    output,
+                    &cmd,
+                )
+                .await
+            }
+        }
+    });
+    ExitCode::from(code)
+}
+
+fn fail(msg: impl std::fmt::Display) -> u8 {
+    eprintln!("{} {msg}", console::style("error:").red().bold());
+    1
+}
+
+fn load_errors(e: &LoadErrors) -> u8 {
+    for err in &e.0 {
+        eprintln!("{} {}", console::style("error:").red().bold(), err.render());
+    }
+    if e.0.len() > 1 {
+        eprintln!("{} errors; nothing was changed on any host", e.0.len());
+    } else {
+        eprintln!("nothing was changed on any host");
+    }
+    1
+}
+
+/// `-e` values: `k=v` (v read as YAML, so numbers stay numbers), `@file.yml`, or a map.
+fn parse_extra_vars(items: &[String]) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    for it in items {
+        let v: Value = if let Some(file) = it.strip_prefix('@') {
+            bosun::yaml::load(Path::new(file)).map_err(|e| e.render())?
+        } else if it.trim_start().starts_with('{') {
+            bosun::yaml::parse(Path::new("-e"), it).map_err(|e| e.render())?
+        } else if let Some((k, v)) = it.split_once('=') {
+            let val: Value = if v.is_empty() {
+                Value::String(String::new())
+            } else {
+                bosun::yaml::parse(Path::new("-e"), v)
+                    .unwrap_or_else(|_| Value::String(v.to_string()))
+            };
+            let val = match val {
+                Value::Null => Value::String(v.to_string()),
+                other => other,
+            };
+            serde_json::json!({ k: val })
+        } else {
+            return Err(format!(
+                "-e `{it}`: expected key=value, @file.yml or a YAML map"
+            ));
+        };
+        match v {
+            Value::Object(m) => out.extend(m),
+            _ => return Err(format!("-e `{it}`: not a map of variables")),
+        }
+    }
+    Ok(out)
+}
+
+async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
+    let check = a.check || plan;
+    let diff = a.diff || plan;
+    let inv = match Inventory::load(&a.inventory) {
+        Ok(i) => i,
+        Err(e) => return load_errors(&e.into()),
+    };
+    let site_path = a
+        .site
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("roles/site.yml"));
+    if !site_path.is_file() {
+        return fail(format!(
+            "site file {} not found\n  hint: pass the site file after the inventory, or run from the project directory (the one with roles/site.yml)",
+            site_path.display()
+        ));
+    }
+    let site = match Site::load(&site_path) {
+        Ok(s) => s,
+        Err(e) => return load_errors(&e),
+    };
+    let extra_vars = match parse_extra_vars(&a.extra_vars) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if a.forks == 0 {
+        return fail("--forks must be at least 1");
+    }
+    let opts = RunOptions {
+        check,
+        diff,
+        limit: a.limit.clone(),
+        tags: a.tags.clone(),
+        skip_tags: a.skip_tags.clone(),
+        forks: a.forks,
+        extra_vars,
+        force_handlers: a.force_handlers,
+        accept_new_host_keys: a.accept_new_host_keys,
+    };
+    let templates = Templates::new();
+    if let Err(e) = engine::preflight(&inv, &site, &opts, &templates) {
+        return load_errors(&e);
+    }
+    let redactor = Redactor::new(&inv.secret_values);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let emitter = Arc::new(Emitter::new(tx, redactor));
+    let run = tokio::spawn(engine::run(
+        Arc::new(inv),
+        Arc::new(site),
+        Arc::new(opts),
+        Arc::new(templates),
+        emitter,
+    ));
+    let mut renderer = Renderer::new(a.output, a.verbose, diff);
+    while let Some(ev) = rx.recv().await {
+        renderer.handle(&ev);
+    }
+    let summary = match run.await {
+        Ok(s) => s,
+        Err(e) => return fail(format!("the run stopped unexpectedly: {e}")),
+    };
+    if summary.failed {
+        1
+    } else if plan && summary.changed {
+        2
+    } else {
+        0
+    }
+}
+
+fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
+    let inv = match Inventory::load(path) {
+        Ok(i) => i,
+        Err(e) => return load_errors(&e.into()),
+    };
+    let redactor = Redactor::new(&inv.secret_values);
+    let hosts: Vec<Value> = inv
+        .hosts
+        .values()
+        .map(|h| {
+            serde_json::json!({
+                "name": h.name, "address": h.address, "port": h.port, "user": h.user,
+                "groups": h.groups, "vars": h.vars,
+            })
+        })
+        .collect();
+    match output {
+        OutputFormat::Json => {
+            let groups: Map<String, Value> = inv
+                .groups
+                .iter()
+                .map(|(g, grp)| {
+                    (
+                        g.clone(),
+                        serde_json::json!({"hosts": grp.hosts, "children": grp.children}),
+                    )
+                })
+                .collect();
+            let v = serde_json::json!({ "hosts": hosts, "groups": groups });
+            println!("{}", redactor.redact(&v.to_string()));
+        }
+        OutputFormat::Text => {
+            let w = inv.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
+            println!("{:<w$}  {:<22}  GROUPS", "HOST", "ADDRESS");
+            for h in inv.hosts.values() {
+                println!(
+                    "{:<w$}  {:<22}  {}",
+                    h.name,
+                    format!("{}@{}:{}", h.user, h.address, h.port),
+                    h.groups.join(",")
+                );
+                if verbose > 0 {
+                    for (k, v) in &h.vars {
+                        println!("{:<w$}    {k} = {}", "", redactor.redact(&v.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    0
+}
+
+async fn facts(path: &Path, host: &str, accept_new: bool) -> u8 {
+    let inv = match Inventory::load(path) {
+        Ok(i) => i,
+        Err(e) => return load_errors(&e.into()),
+    };
+    let Some(h) = inv.hosts.get(host) else {
+        return fail(format!("no host `{host}` in {}", path.display()));
+    };
+    let copts = ConnectOptions::from_inventory(&inv.ssh, &inv.known_hosts, accept_new);
+    let conn = match Connection::open(h, &copts).await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let out = match conn.run(engine::facts::SCRIPT).await {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    conn.close().await;
+    let facts = engine::facts::parse(&String::from_utf8_lossy(&out.stdout));
+    match serde_json::to_string_pretty(&facts) {
+        Ok(s) => println!("{s}"),
+        Err(e) => return fail(e),
+    }
+    0
+}
+
+async fn exec(
+    path: &Path,
+    limit: &str,
+    forks: usize,
+    accept_new: bool,
+    output: OutputFormat,
+    cmd: &[String],
+) -> u8 {
+    let inv = match Inventory::load(path) {
+        Ok(i) => i,
+        Err(e) => return load_errors(&e.into()),
+    };
+    let hosts = match inv.select(limit) {
+        Ok(h) if !h.is_empty() => h,
+        Ok(_) => return fail(format!("`{limit}` matches no host")),
+        Err(e) => return fail(e),
+    };
+    let redactor = Redactor::new(&inv.secret_values);
+    let copts = ConnectOptions::from_inventory(&inv.ssh, &inv.known_hosts, accept_new);
+    let script = cmd.join(" ");
+    let sem = Arc::new(tokio::sync::Semaphore::new(forks.max(1)));
+    let mut futs = FuturesUnordered::new();
+    for h in hosts {
+        let copts = copts.clone();
+        let script = script.clone();
+        let sem = sem.clone();
+        futs.push(async move {
+            let _p = sem.acquire().await;
+            let r = match Connection::open(h, &copts).await {
+                Ok(c) => {
+                    let r = c.run(&script).await;
+                    c.close().await;
+                    r.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            (h.name.clone(), r)
+        });
+    }
+    let mut code = 0;
+    while let Some((host, r)) = futs.next().await {
+        match r {
+            Ok(o) => {
+                let stdout = redactor.redact(&String::from_utf8_lossy(&o.stdout));
+                let stderr = redactor.redact(&String::from_utf8_lossy(&o.stderr));
+                if o.rc != 0 {
+                    code = 1;
+                }
+                match output {
+                    OutputFormat::Json => println!(
+                        "{}",
+                        serde_json::json!({"host": host, "rc": o.rc, "stdout": stdout, "stderr": stderr})
+                    ),
+                    OutputFormat::Text => {
+                        let head = format!("[{host}] rc={}", o.rc);
+                        println!(
+                            "{}",
+                            if o.rc == 0 {
+                                console::style(head).green()
+                            } else {
+                                console::style(head).red()
+                            }
+                        );
+                        print!("{stdout}");
+                        if !stderr.is_empty() {
+                            eprint!("{stderr}");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                code = 1;
+                match output {
+                    OutputFormat::Json => println!(
+                        "{}",
+                        serde_json::json!({"host": host, "unreachable": true, "error": redactor.redact(&e)})
+                    ),
+                    OutputFormat::Text => println!(
+                        "{} {}",
+                        console::style(format!("[{host}] unreachable:")).red(),
+                        e
+                    ),
+                }
+            }
+        }
+    }
+    code
+}

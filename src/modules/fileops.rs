@@ -1,0 +1,365 @@
+//! What `file`, `copy` and `template` share: observing a path and writing one safely.
+//!
+//! The probe tells apart absent, unreadable, and present-with-attributes (a probe that
+//! cannot tell "missing" from "unreadable" makes plans lie). When the caller knows the
+//! checksum it wants, the probe compares remotely and ships the current contents back only
+//! when they differ — a no-op converge moves checksums, not files.
+//!
+//! Writes go to a temp file in the same directory, get their attributes, pass the optional
+//! `validate` command, and only then are renamed over the target: a failed host never
+//! holds a half-written file.
+
+use super::{Diff, ModuleError, Observed};
+use crate::shell::{emit_bytes, quote};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// Contents larger than this are compared by checksum only; the plan says so instead of
+/// printing a diff.
+pub const DIFF_LIMIT: u64 = 256 * 1024;
+
+/// Kind of filesystem object found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Absent,
+    File,
+    Directory,
+    Link,
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Absent => "absent",
+            Kind::File => "file",
+            Kind::Directory => "directory",
+            Kind::Link => "link",
+            Kind::Other => "special file",
+        }
+    }
+}
+
+/// Ownership and permissions a task declares; `None` leaves that attribute alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attrs {
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// What the probe saw at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathState {
+    pub kind: Kind,
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub link_target: Option<String>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    /// Current contents, present only when they differ from the wanted checksum and are
+    /// small enough to diff.
+    pub content: Option<Vec<u8>>,
+}
+
+/// Hex SHA-256 of `data`, as `sha256sum` prints it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Shell that prints the state of `path`. With `want_sha`, also the checksum, and the
+/// contents (base64, one line) when they differ and are at most [`DIFF_LIMIT`] bytes.
+pub fn probe_path(path: &str, want_sha: Option<&str>) -> String {
+    let p = quote(path);
+    let mut s = format!(
+        "p={p}\n\
+         if [ -L \"$p\" ]; then echo type=link; echo \"target=$(readlink \"$p\")\"\n\
+         elif [ -d \"$p\" ]; then echo type=directory\n\
+         elif [ -f \"$p\" ]; then echo type=file\n\
+         elif [ -e \"$p\" ]; then echo type=other\n\
+         else echo type=absent; exit 0; fi\n\
+         stat -c 'mode=%a\nowner=%U\ngroup=%G\nsize=%s' \"$p\" || exit 3\n"
+    );
+    if let Some(want) = want_sha {
+        s.push_str(&format!(
+            "if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then\n\
+             [ -r \"$p\" ] || {{ echo \"cannot read $p\" >&2; exit 3; }}\n\
+             h=$(sha256sum < \"$p\") || exit 3; h=${{h%% *}}; echo \"sha256=$h\"\n\
+             if [ \"$h\" != {want} ] && [ \"$(stat -c %s \"$p\")\" -le {DIFF_LIMIT} ]; then\n\
+             printf 'content_b64='; base64 -w0 < \"$p\"; echo\n\
+             fi\nfi\n"
+        ));
+    }
+    s
+}
+
+/// Reads what [`probe_path`] printed.
+pub fn parse_path_state(obs: &Observed) -> Result<PathState, ModuleError> {
+    if obs.rc != 0 {
+        let why = obs.stderr.trim();
+        return Err(ModuleError::new(if why.is_empty() {
+            format!("probe failed with exit code {}", obs.rc)
+        } else {
+            why.to_string()
+        }));
+    }
+    let kv = obs.kv();
+    let kind = match kv.get("type").copied() {
+        Some("absent") => Kind::Absent,
+        Some("file") => Kind::File,
+        Some("directory") => Kind::Directory,
+        Some("link") => Kind::Link,
+        Some("other") => Kind::Other,
+        _ => {
+            return Err(ModuleError::new(format!(
+                "unexpected probe output: {:?}",
+                obs.stdout
+            )))
+        }
+    };
+    let content = match kv.get("content_b64") {
+        Some(b) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|e| ModuleError::new(format!("probe sent bad base64: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(PathState {
+        kind,
+        mode: kv.get("mode").and_then(|m| u32::from_str_radix(m, 8).ok()),
+        owner: kv.get("owner").map(|s| s.to_string()),
+        group: kv.get("group").map(|s| s.to_string()),
+        link_target: kv.get("target").map(|s| s.to_string()),
+        size: kv.get("size").and_then(|s| s.parse().ok()),
+        sha256: kv.get("sha256").map(|s| s.to_string()),
+        content,
+    })
+}
+
+/// Human lines for each attribute that differs (empty when all match).
+pub fn attr_changes(state: &PathState, want: &Attrs) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = want.mode {
+        if state.mode != Some(m) {
+            out.push(format!(
+                "mode {} → {:04o}",
+                state.mode.map_or("-".into(), |m| format!("{m:04o}")),
+                m
+            ));
+        }
+    }
+    if let Some(o) = &want.owner {
+        if state.owner.as_deref() != Some(o) {
+            out.push(format!(
+                "owner {} → {o}",
+                state.owner.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    if let Some(g) = &want.group {
+        if state.group.as_deref() != Some(g) {
+            out.push(format!(
+                "group {} → {g}",
+                state.group.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    out
+}
+
+/// Shell that sets the declared attributes on `target` (a quoted word or `"$t"`).
+pub fn apply_attrs(target: &str, want: &Attrs) -> String {
+    let mut s = String::new();
+    match (&want.owner, &want.group) {
+        (Some(o), Some(g)) => s.push_str(&format!("chown -h {}:{} {target}\n", quote(o), quote(g))),
+        (Some(o), None) => s.push_str(&format!("chown -h {} {target}\n", quote(o))),
+        (None, Some(g)) => s.push_str(&format!("chgrp -h {} {target}\n", quote(g))),
+        (None, None) => {}
+    }
+    if let Some(m) = want.mode {
+        s.push_str(&format!("chmod {m:04o} {target}\n"));
+    }
+    s
+}
+
+/// Shell that atomically replaces `path` with `data`.
+///
+/// `validate` is a command with `%s` standing for the temp file (as in Ansible); a failing
+/// validation leaves the old file in place and fails the task. New files default to 0644
+/// when no mode is declared; existing files keep their mode unless one is declared.
+pub fn write_file(path: &str, data: &[u8], attrs: &Attrs, validate: Option<&str>) -> String {
+    let p = quote(path);
+    let mut s = format!(
+        "p={p}\nd=$(dirname \"$p\")\n\
+         [ -d \"$d\" ] || {{ echo \"directory $d does not exist\" >&2; exit 1; }}\n\
+         t=$(mktemp \"$d/.bosun.XXXXXX\") || exit 1\n\
+         trap 'rm -f \"$t\"' EXIT\n\
+         if [ -e \"$p\" ]; then chmod \"$(stat -c %a \"$p\")\" \"$t\"; chown \"$(stat -c %u:%g \"$p\")\" \"$t\"; else chmod 0644 \"$t\"; fi\n"
+    );
+    s.push_str(&format!("{{\n{}}} > \"$t\" || exit 1\n", emit_bytes(data)));
+    s.push_str(&apply_attrs("\"$t\"", attrs));
+    if let Some(v) = validate {
+        // The validator sees the temp path where the operator wrote %s.
+        let cmd = v.replace("%s", "\"$t\"");
+        s.push_str(&format!(
+            "if ! out=$({cmd} 2>&1); then echo \"validation failed: $out\" >&2; exit 1; fi\n"
+        ));
+    }
+    s.push_str("mv -f \"$t\" \"$p\" && trap - EXIT\n");
+    s
+}
+
+/// A diff for the plan, from what the probe brought back and what is wanted.
+///
+/// Binary or oversized contents become a one-line note rather than bytes.
+pub fn content_diff(path: &str, state: &PathState, want: &[u8]) -> Diff {
+    let before = match state.kind {
+        Kind::File => Some(match &state.content {
+            Some(c) => printable(c),
+            None => format!(
+                "<{} bytes, not shown: larger than {} KiB>",
+                state.size.unwrap_or(0),
+                DIFF_LIMIT / 1024
+            ),
+        }),
+        _ => None,
+    };
+    Diff {
+        path: path.to_string(),
+        before,
+        after: Some(if want.len() as u64 > DIFF_LIMIT {
+            format!(
+                "<{} bytes, not shown: larger than {} KiB>",
+                want.len(),
+                DIFF_LIMIT / 1024
+            )
+        } else {
+            printable(want)
+        }),
+    }
+}
+
+fn printable(data: &[u8]) -> String {
+    match std::str::from_utf8(data) {
+        Ok(s) if !s.contains('\0') => s.to_string(),
+        _ => format!(
+            "<binary, {} bytes, sha256 {}>",
+            data.len(),
+            &sha256_hex(data)[..16]
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(script: &str) -> Observed {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh");
+        Observed {
+            rc: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+
+    #[test]
+    fn probe_reports_absent() {
+        let st = parse_path_state(&run(&probe_path("/nonexistent/bosun/x", Some("00")))).unwrap();
+        assert_eq!(st.kind, Kind::Absent);
+    }
+
+    #[test]
+    fn probe_ships_content_only_when_checksum_differs() {
+        let dir = std::env::temp_dir().join(format!("bosun-fo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.txt");
+        std::fs::write(&f, "hello\n").unwrap();
+        let path = f.to_str().unwrap();
+        let same =
+            parse_path_state(&run(&probe_path(path, Some(&sha256_hex(b"hello\n"))))).unwrap();
+        assert_eq!(same.kind, Kind::File);
+        assert_eq!(
+            same.sha256.as_deref(),
+            Some(sha256_hex(b"hello\n").as_str())
+        );
+        assert_eq!(same.content, None);
+        let differ = parse_path_state(&run(&probe_path(path, Some("ffff")))).unwrap();
+        assert_eq!(differ.content.as_deref(), Some(&b"hello\n"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn write_file_is_atomic_and_validated() {
+        let dir = std::env::temp_dir().join(format!("bosun-wf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("conf");
+        std::fs::write(&f, "old\n").unwrap();
+        let path = f.to_str().unwrap();
+        let attrs = Attrs {
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        // A validator that rejects: the old file stays, no temp file is left.
+        let r = run(&write_file(path, b"new\n", &attrs, Some("grep -q nope %s")));
+        assert_ne!(r.rc, 0);
+        assert!(r.stderr.contains("validation failed"));
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "old\n");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let r = run(&write_file(path, b"new\n", &attrs, Some("grep -q new %s")));
+        assert_eq!(r.rc, 0, "{}", r.stderr);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "new\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn attr_changes_lists_only_differences() {
+        let st = PathState {
+            kind: Kind::File,
+            mode: Some(0o644),
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            link_target: None,
+            size: Some(1),
+            sha256: None,
+            content: None,
+        };
+        let want = Attrs {
+            mode: Some(0o600),
+            owner: Some("root".into()),
+            group: Some("www".into()),
+        };
+        assert_eq!(
+            attr_changes(&st, &want),
+            vec!["mode 0644 → 0600", "group root → www"]
+        );
+    }
+
+    #[test]
+    fn binary_content_is_not_printed() {
+        let st = PathState {
+            kind: Kind::File,
+            mode: None,
+            owner: None,
+            group: None,
+            link_target: None,
+            size: Some(2),
+            sha256: None,
+            content: Some(vec![0, 1]),
+        };
+        let d = content_diff("/x", &st, b"text\n");
+        assert!(d.before.unwrap().starts_with("<binary"));
+        assert_eq!(d.after.as_deref(), Some("text\n"));
+    }
+}

@@ -1,0 +1,363 @@
+//! Modules: the units of desired state a task declares.
+//!
+//! Every module is one file with the same three parts:
+//! - **probe**: a shell fragment that prints what the host looks like now;
+//! - **plan**: a pure function from that observation to "nothing to do" or a change with a
+//!   human summary and, for file contents, a diff;
+//! - **apply**: the shell fragment that makes the planned change.
+//!
+//! The engine never runs a probe or an apply on its own: it batches the probes of many tasks
+//! into one remote script (one round trip), plans locally, and batches applies the same way.
+//! That is why probes and applies are *text*, and why plan must not touch the network.
+
+pub mod command;
+pub mod file;
+pub mod fileops;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// What a probe printed, as the engine captured it from the batched script.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Observed {
+    /// Probe output is mostly `key=value` lines; this reads them.
+    ///
+    /// Repeated keys keep the last value; lines without `=` are ignored.
+    pub fn kv(&self) -> BTreeMap<&str, &str> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .collect()
+    }
+
+    /// Shorthand for tests and fixtures.
+    pub fn stdout(s: &str) -> Self {
+        Observed {
+            rc: 0,
+            stdout: s.to_string(),
+            stderr: String::new(),
+        }
+    }
+}
+
+/// The contents of one file before and after a change, for the diff renderer.
+///
+/// `None` means the file does not exist on that side. Contents that are not valid UTF-8
+/// are carried as a note instead of bytes, so a diff never prints binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A change a module would make.
+#[derive(Debug)]
+pub struct Change<A> {
+    /// One line an operator reads in a plan: "create directory /srv/app (0755 root:root)".
+    pub summary: String,
+    /// Extra lines under the summary: package sets, unit state, attribute changes.
+    pub details: Vec<String>,
+    pub diff: Option<Diff>,
+    /// True for a command without guards: it runs on every converge by design.
+    pub always: bool,
+    pub action: A,
+}
+
+impl<A> Change<A> {
+    pub fn new(summary: impl Into<String>, action: A) -> Self {
+        Change {
+            summary: summary.into(),
+            details: Vec::new(),
+            diff: None,
+            always: false,
+            action,
+        }
+    }
+
+    pub fn with_diff(mut self, diff: Diff) -> Self {
+        self.diff = Some(diff);
+        self
+    }
+
+    pub fn with_details(mut self, details: Vec<String>) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// The outcome of planning one task against what was observed.
+#[derive(Debug)]
+pub enum Plan<A> {
+    /// Already as declared; the reason says why (shown with -v).
+    Unchanged {
+        reason: String,
+    },
+    Change(Change<A>),
+}
+
+impl<A> Plan<A> {
+    pub fn unchanged(reason: impl Into<String>) -> Self {
+        Plan::Unchanged {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What an applied change may affect, so the engine knows which later probes went stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effects {
+    /// Only these paths (and what lies under them).
+    Paths(Vec<String>),
+    /// Anything on the host: packages, users, commands. Later tasks are re-probed.
+    Host,
+    /// Nothing another task could observe (e.g. waiting for a port).
+    None,
+}
+
+/// A module failed to make sense of what the probe printed, or the host's state forbids the
+/// change (e.g. a directory where a file is declared and `force` is off).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ModuleError(pub String);
+
+impl ModuleError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        ModuleError(msg.into())
+    }
+}
+
+/// Bad module arguments, found before any host is touched.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct ArgError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ArgError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ArgError {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// What modules may ask of the controller while being built from their arguments.
+///
+/// `copy` reads controller files and `template` renders templates; both need the role's
+/// search paths and the host's variables, which only the engine knows.
+pub trait Controller {
+    /// Reads a file named in a task (`copy: src:`), searched in the role's `files/` dirs.
+    fn read_file(&self, src: &str) -> Result<Vec<u8>, ArgError>;
+    /// Renders a template file (`template: src:`) with the host's variables.
+    fn render_template(&self, src: &str) -> Result<String, ArgError>;
+    /// Where a controller path resolved to, for messages.
+    fn locate(&self, src: &str) -> Option<PathBuf>;
+}
+
+/// One module, typed. Implemented by every file in this directory.
+pub trait Module: Send + Sync + Sized + 'static {
+    /// What plan decided to do, handed back to apply.
+    type Action: Send + Sync + fmt::Debug + 'static;
+
+    /// The shell that prints the current state, or `None` when nothing needs observing
+    /// (an unguarded command always runs).
+    fn probe(&self) -> Option<String>;
+
+    /// Pure: decide from the observation. Must not do I/O.
+    fn plan(&self, observed: &Observed) -> Result<Plan<Self::Action>, ModuleError>;
+
+    /// The shell that makes the change. A non-zero exit fails the task; its stderr is the
+    /// message the operator sees.
+    fn apply(&self, action: &Self::Action) -> String;
+
+    /// What an applied change may affect (see [`Effects`]).
+    fn effects(&self) -> Effects;
+}
+
+/// Object-safe face of [`Module`], so the engine can hold a list of mixed modules.
+pub trait DynModule: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn probe(&self) -> Option<String>;
+    fn plan(&self, observed: &Observed) -> Result<Plan<Box<dyn Any + Send + Sync>>, ModuleError>;
+    fn apply(&self, action: &(dyn Any + Send + Sync)) -> String;
+    fn effects(&self) -> Effects;
+}
+
+struct Named<M> {
+    name: &'static str,
+    module: M,
+}
+
+impl<M: Module> DynModule for Named<M> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn probe(&self) -> Option<String> {
+        self.module.probe()
+    }
+
+    fn plan(&self, observed: &Observed) -> Result<Plan<Box<dyn Any + Send + Sync>>, ModuleError> {
+        Ok(match self.module.plan(observed)? {
+            Plan::Unchanged { reason } => Plan::Unchanged { reason },
+            Plan::Change(c) => Plan::Change(Change {
+                summary: c.summary,
+                details: c.details,
+                diff: c.diff,
+                always: c.always,
+                action: Box::new(c.action),
+            }),
+        })
+    }
+
+    fn apply(&self, action: &(dyn Any + Send + Sync)) -> String {
+        match action.downcast_ref::<M::Action>() {
+            Some(a) => self.module.apply(a),
+            // Only reachable through an engine bug; fail the remote step loudly.
+            None => "echo 'bosun: internal error: action of another module' >&2; exit 70".into(),
+        }
+    }
+
+    fn effects(&self) -> Effects {
+        self.module.effects()
+    }
+}
+
+/// Every module name a task may use, for "unknown module" errors with suggestions.
+pub const NAMES: &[&str] = &[
+    "apt",
+    "command",
+    "copy",
+    "file",
+    "group",
+    "ini",
+    "lineinfile",
+    "npm",
+    "pip",
+    "shell",
+    "sysctl",
+    "systemd",
+    "template",
+    "user",
+    "wait_for",
+];
+
+/// Builds a module from its (already templated) arguments.
+pub fn build(
+    name: &str,
+    args: Value,
+    _ctl: &dyn Controller,
+) -> Result<Box<dyn DynModule>, ArgError> {
+    fn boxed<M: Module>(name: &'static str, module: M) -> Box<dyn DynModule> {
+        Box::new(Named { name, module })
+    }
+    Ok(match name {
+        "command" => boxed("command", command::Command::from_args(args, false)?),
+        "shell" => boxed("shell", command::Command::from_args(args, true)?),
+        "file" => boxed("file", file::File::from_args(args)?),
+        other => return Err(unknown_module(other)),
+    })
+}
+
+fn unknown_module(name: &str) -> ArgError {
+    let err = ArgError::new(format!("unknown module `{name}`"));
+    match crate::text::closest(name, NAMES) {
+        Some(s) => err.hint(format!("did you mean `{s}`? modules: {}", NAMES.join(", "))),
+        None => err.hint(format!("modules: {}", NAMES.join(", "))),
+    }
+}
+
+/// Parses module arguments into a typed struct (`deny_unknown_fields` on the struct turns a
+/// typo into an error naming the parameter and the ones that exist).
+pub fn parse_args<T: DeserializeOwned>(module: &str, args: Value) -> Result<T, ArgError> {
+    serde_json::from_value(args).map_err(|e| {
+        ArgError::new(format!("module `{module}`: {e}")).hint(format!(
+            "see the `{module}` module's parameters in README.md"
+        ))
+    })
+}
+
+/// File modes as operators write them: `"0644"`, `"644"`, `0644` (YAML reads an unquoted
+/// leading-zero number as octal) or `"u=rw,g=r,o=r"`-free plain octal only.
+pub fn parse_mode(v: &Value) -> Result<u32, ArgError> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        // An unquoted 644 arrives as decimal 644: read its digits as octal, like Ansible.
+        Value::Number(n) => n.to_string(),
+        _ => return Err(ArgError::new("mode must be an octal string like \"0644\"")),
+    };
+    let digits = s.trim_start_matches("0o");
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            ArgError::new(format!("mode `{s}` is not an octal mode"))
+                .hint("quote it: mode: \"0644\"")
+        })
+}
+
+/// Deserializes an optional mode with [`parse_mode`].
+pub fn de_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::Deserialize;
+    let v = Option::<Value>::deserialize(d)?;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => parse_mode(&v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Accepts `name: foo` or `name: [foo, bar]`.
+pub fn de_one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kv_reads_key_value_lines() {
+        let o = Observed::stdout("type=file\nmode=644\njunk\nmode=600\n");
+        let kv = o.kv();
+        assert_eq!(kv.get("type"), Some(&"file"));
+        assert_eq!(kv.get("mode"), Some(&"600"));
+    }
+
+    #[test]
+    fn modes_parse_like_operators_write_them() {
+        assert_eq!(parse_mode(&json!("0644")).unwrap(), 0o644);
+        assert_eq!(parse_mode(&json!("755")).unwrap(), 0o755);
+        assert_eq!(parse_mode(&json!(644)).unwrap(), 0o644);
+        assert!(parse_mode(&json!("0999")).is_err());
+        assert!(parse_mode(&json!(true)).is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! Turning engine events into what an operator reads: progress per host while running,
+//! changes (and diffs) as they happen, a recap table at the end; or JSON lines for CI.
+
+use crate::event::{Event, HostRecap, Status, TaskReport};
+use console::style;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+pub struct Renderer {
+    format: OutputFormat,
+    verbose: u8,
+    diff: bool,
+    bars: Option<MultiProgress>,
+    host_bars: HashMap<String, ProgressBar>,
+    check: bool,
+}
+
+impl Renderer {
+    pub fn new(format: OutputFormat, verbose: u8, diff: bool) -> Self {
+        let tty = console::Term::stderr().is_term() && format == OutputFormat::Text;
+        Renderer {
+            format,
+            verbose,
+            diff,
+            bars: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            host_bars: HashMap::new(),
+            check: false,
+        }
+    }
+
+    /// Prints a line above the progress bars (or plainly when there are none).
+    fn line(&self, s: &str) {
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{s}");
+            }
+        }
+    }
+
+    pub fn handle(&mut self, ev: &Event) {
+        if self.format == OutputFormat::Json {
+            if let Ok(s) = serde_json::to_string(ev) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{s}");
+            }
+            return;
+        }
+        match ev {
+            Event::RunStart {
+                check,
+                hosts,
+                plays,
+                ..
+            } => {
+                self.check = *check;
+                if self.verbose > 0 {
+                    self.line(&format!(
+                        "{} plays on {} hosts{}",
+                        plays,
+                        hosts.len(),
+                        if *check { " (check mode)" } else { "" }
+                    ));
+                }
+            }
+            Event::PlayStart { play, hosts } => {
+                self.line(&format!(
+                    "{} {} {}",
+                    style("PLAY").bold(),
+                    style(play).bold().cyan(),
+                    style(format!("[{}]", hosts.join(", "))).dim()
+                ));
+                if let Some(m) = &self.bars {
+                    for h in hosts {
+                        let pb = self.host_bars.entry(h.clone()).or_insert_with(|| {
+                            let pb = m.add(ProgressBar::new_spinner());
+                            pb.set_style(
+                                ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+                                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                            );
+                            pb.set_prefix(h.clone());
+                            pb.enable_steady_tick(Duration::from_millis(120));
+                            pb
+                        });
+                        pb.set_message(format!("{play}: connecting"));
+                    }
+                }
+            }
+            Event::HostConnected { host, seconds } => {
+                if self.verbose > 1 {
+                    self.line(&format!("  connected to {host} in {seconds:.2}s"));
+                }
+            }
+            Event::TaskStart { .. } => {}
+            Event::Task(r) => self.task(r),
+            Event::HandlersSkipped { host, handlers, .. } => {
+                self.line(&format!("  {} [{host}] handlers not run because a task failed: {} (use --force-handlers)", style("note:").yellow(), handlers.join(", ")));
+            }
+            Event::HostUnreachable { host, message } => {
+                self.bar_done(host, "unreachable");
+                self.line(&format!(
+                    "{} [{host}] {message}",
+                    style("unreachable:").red().bold()
+                ));
+            }
+            Event::HostFailed { host, .. } => self.bar_done(host, "failed"),
+            Event::PlayEnd {
+                play,
+                aborted,
+                reason,
+            } => {
+                if *aborted {
+                    self.line(&format!(
+                        "{} play `{play}` aborted: {}",
+                        style("error:").red().bold(),
+                        reason.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+            Event::Recap {
+                hosts,
+                changed_tasks,
+                seconds,
+                check,
+            } => {
+                for (_, pb) in self.host_bars.drain() {
+                    pb.finish_and_clear();
+                }
+                self.recap(hosts, changed_tasks, *seconds, *check);
+            }
+        }
+    }
+
+    fn bar_done(&mut self, host: &str, msg: &str) {
+        if let Some(pb) = self.host_bars.get(host) {
+            pb.set_message(msg.to_string());
+        }
+    }
+
+    fn task(&mut self, r: &TaskReport) {
+        if let Some(pb) = self.host_bars.get(&r.host) {
+            pb.set_message(format!("{} › {}", r.role, r.task));
+        }
+        let item = r
+            .item
+            .as_deref()
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default();
+        let what = format!("[{}] {} › {}{item}", r.host, r.role, r.task);
+        match r.status {
+            Status::Changed => {
+                let label = if self.check {
+                    "would change:"
+                } else {
+                    "changed:"
+                };
+                let label = if r.handler {
+                    if self.check {
+                        "would run handler:"
+                    } else {
+                        "handler:"
+                    }
+                } else {
+                    label
+                };
+                let mut s = format!("{} {what}", style(label).yellow().bold());
+                if let Some(sum) = &r.summary {
+                    s.push_str(&format!(": {sum}"));
+                }
+                if r.predicted {
+                    s.push_str(&format!(
+                        " {}",
+                        style("(predicted: depends on an earlier change)").dim()
+                    ));
+                }
+                self.line(&s);
+                for d in &r.details {
+                    self.line(&format!("      {d}"));
+                }
+                if self.diff {
+                    if let Some(d) = &r.diff {
+                        for l in d.unified.lines() {
+                            let styled = if l.starts_with("+++") || l.starts_with("---") {
+                                style(l).bold().to_string()
+                            } else if l.starts_with('+') {
+                                style(l).green().to_string()
+                            } else if l.starts_with('-') {
+                                style(l).red().to_string()
+                            } else if l.starts_with("@@") {
+                                style(l).cyan().to_string()
+                            } else {
+                                l.to_string()
+                            };
+                            self.line(&format!("    {styled}"));
+                        }
+                    }
+                }
+            }
+            Status::Failed => {
+                self.line(&format!("{} {what}", style("failed:").red().bold()));
+                if let Some(m) = &r.message {
+                    for l in m.lines() {
+                        self.line(&format!("    {l}"));
+                    }
+                }
+            }
+            Status::Ok if self.verbose > 0 => {
+                let why = r
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                self.line(&format!(
+                    "{} {what}{}",
+                    style("ok:").green(),
+                    style(why).dim()
+                ));
+            }
+            Status::Skipped if self.verbose > 0 => {
+                let why = r
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                self.line(&format!(
+                    "{} {what}{}",
+                    style("skipped:").dim(),
+                    style(why).dim()
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    fn recap(
+        &self,
+        hosts: &[HostRecap],
+        changed_tasks: &[(String, String)],
+        seconds: f64,
+        check: bool,
+    ) {
+        let w = hosts.iter().map(|h| h.host.len()).max().unwrap_or(4).max(4);
+        self.line("");
+        self.line(&format!(
+            "{}",
+            style(if check {
+                "RECAP (check mode: nothing was changed)"
+            } else {
+                "RECAP"
+            })
+            .bold()
+        ));
+        let mut head = format!(
+            "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>11}  {:>7}",
+            "HOST", "OK", "CHANGED", "FAILED", "SKIPPED", "UNREACHABLE", "SECONDS"
+        );
+        if self.verbose > 0 {
+            head.push_str("  EXECS (per play)");
+        }
+        self.line(&head);
+        for h in hosts {
+            let mut row = format!(
+                "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>11}  {:>7.2}",
+                h.host,
+                h.ok,
+                h.changed,
+                h.failed,
+                h.skipped,
+                if h.unreachable { 1 } else { 0 },
+                h.seconds
+            );
+            if self.verbose > 0 {
+                row.push_str(&format!(
+                    "  {} ({})",
+                    h.execs,
+                    h.execs_per_play
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ));
+            }
+            let row = if h.failed > 0 || h.unreachable {
+                style(row).red().to_string()
+            } else if h.changed > 0 {
+                style(row).yellow().to_string()
+            } else {
+                style(row).green().to_string()
+            };
+            self.line(&row);
+        }
+        if !changed_tasks.is_empty() {
+            self.line(&format!(
+                "{}",
+                style(if check { "would change:" } else { "changed:" }).bold()
+            ));
+            for (h, t) in changed_tasks {
+                self.line(&format!("  {h}: {t}"));
+            }
+        }
+        self.line(&format!("{:.2}s", seconds));
+    }
+}

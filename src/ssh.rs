@@ -1,0 +1,435 @@
+//! SSH connections with russh: one per host for the whole run, host keys always verified.
+//!
+//! A remote script is sent on the channel's stdin and run by `/bin/sh` (through `sudo -n`
+//! for non-root users), so no script — and no secret in it — ever appears in a process
+//! list or hits sshd's command-length limit.
+
+use crate::inventory::{Host, SshDefaults};
+use russh::client::{self, Handle};
+use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, Disconnect};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("connection to {addr} timed out after {secs}s")]
+    Timeout { addr: String, secs: u64 },
+    #[error(
+        "host key of {addr} is not in {known_hosts} ({fingerprint}); refusing to connect.\n  \
+         hint: verify the fingerprint out of band, then run with --accept-new-host-keys to record it"
+    )]
+    UnknownHostKey {
+        addr: String,
+        known_hosts: String,
+        fingerprint: String,
+    },
+    #[error(
+        "HOST KEY OF {addr} CHANGED (was recorded at {known_hosts}:{line}, now {fingerprint}); refusing to connect.\n  \
+         hint: someone may be intercepting the connection; if the host was rebuilt, remove that line"
+    )]
+    ChangedHostKey {
+        addr: String,
+        known_hosts: String,
+        line: usize,
+        fingerprint: String,
+    },
+    #[error("authentication as {user}@{addr} failed: {reason}")]
+    Auth {
+        user: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Key(String),
+    #[error("ssh session to {addr} failed: {reason}")]
+    Session { addr: String, reason: String },
+}
+
+/// Options for connecting, resolved from the inventory and the command line.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    pub keepalive: Duration,
+    pub max_channels: usize,
+}
+
+impl ConnectOptions {
+    pub fn from_inventory(ssh: &SshDefaults, known_hosts: &Path, accept_new: bool) -> Self {
+        ConnectOptions {
+            known_hosts: known_hosts.to_path_buf(),
+            accept_new_host_keys: accept_new,
+            connect_timeout: ssh.connect_timeout(),
+            keepalive: Duration::from_secs(ssh.keepalive_interval.max(1)),
+            max_channels: ssh.max_channels.clamp(1, 64),
+        }
+    }
+}
+
+/// What a remote script printed and how it exited.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub rc: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+struct Verifier {
+    addr: String,
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+    /// Why the key was refused; the connect error from russh alone would not say.
+    refusal: Arc<Mutex<Option<SshError>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key: &PublicKey = match key {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            russh::keys::PublicKeyOrCertificate::Certificate(_) => {
+                self.refuse(SshError::Key(format!(
+                    "{}: host certificates are not supported",
+                    self.addr
+                )));
+                return Ok(false);
+            }
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let known = if self.known_hosts.exists() {
+            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
+        } else {
+            Ok(false)
+        };
+        match known {
+            Ok(true) => Ok(true),
+            Ok(false) if self.accept_new => {
+                if let Some(dir) = self.known_hosts.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                match keys::known_hosts::learn_known_hosts_path(
+                    &self.host,
+                    self.port,
+                    key,
+                    &self.known_hosts,
+                ) {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        self.refuse(SshError::Key(format!(
+                            "cannot record host key in {}: {e}",
+                            self.known_hosts.display()
+                        )));
+                        Ok(false)
+                    }
+                }
+            }
+            Ok(false) => {
+                self.refuse(SshError::UnknownHostKey {
+                    addr: self.addr.clone(),
+                    known_hosts: self.known_hosts.display().to_string(),
+                    fingerprint,
+                });
+                Ok(false)
+            }
+            Err(keys::Error::KeyChanged { line }) => {
+                self.refuse(SshError::ChangedHostKey {
+                    addr: self.addr.clone(),
+                    known_hosts: self.known_hosts.display().to_string(),
+                    line,
+                    fingerprint,
+                });
+                Ok(false)
+            }
+            Err(e) => {
+                self.refuse(SshError::Key(format!(
+                    "cannot read {}: {e}",
+                    self.known_hosts.display()
+                )));
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Verifier {
+    fn refuse(&self, e: SshError) {
+        if let Ok(mut r) = self.refusal.lock() {
+            *r = Some(e);
+        }
+    }
+}
+
+/// An authenticated connection to one host.
+pub struct Connection {
+    handle: Handle<Verifier>,
+    channels: Semaphore,
+    execs: AtomicU64,
+    become_root: bool,
+    pub addr: String,
+    pub connect_seconds: f64,
+}
+
+/// Where the key for `host` comes from.
+fn key_candidates(host: &Host) -> Vec<PathBuf> {
+    match &host.identity_file {
+        Some(p) => vec![p.clone()],
+        None => ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|n| crate::inventory::home().join(".ssh").join(n))
+            .filter(|p| p.exists())
+            .collect(),
+    }
+}
+
+/// Loads a private key, asking for its passphrase when it is encrypted.
+pub fn load_key(path: &Path) -> Result<keys::PrivateKey, SshError> {
+    match keys::load_secret_key(path, None) {
+        Ok(k) => Ok(k),
+        Err(keys::Error::KeyIsEncrypted) => {
+            let pass = match std::env::var("BOSUN_KEY_PASSPHRASE") {
+                Ok(p) => p,
+                Err(_) => console::Term::stderr()
+                    .write_str(&format!("passphrase for {}: ", path.display()))
+                    .and_then(|_| console::Term::stderr().read_secure_line())
+                    .map_err(|e| {
+                        SshError::Key(format!(
+                            "{} is encrypted and no passphrase could be read: {e}",
+                            path.display()
+                        ))
+                    })?,
+            };
+            keys::load_secret_key(path, Some(&pass))
+                .map_err(|e| SshError::Key(format!("cannot decrypt {}: {e}", path.display())))
+        }
+        Err(e) => Err(SshError::Key(format!(
+            "cannot load key {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+impl Connection {
+    /// Connects and authenticates (agent first when `SSH_AUTH_SOCK` is set, then key files).
+    pub async fn open(host: &Host, opts: &ConnectOptions) -> Result<Connection, SshError> {
+        let addr = if host.port == 22 {
+            host.address.clone()
+        } else {
+            format!("{}:{}", host.address, host.port)
+        };
+        let started = Instant::now();
+        let fut = Self::open_inner(host, opts, addr.clone());
+        match tokio::time::timeout(opts.connect_timeout, fut).await {
+            Ok(Ok(mut c)) => {
+                c.connect_seconds = started.elapsed().as_secs_f64();
+                Ok(c)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SshError::Timeout {
+                addr,
+                secs: opts.connect_timeout.as_secs(),
+            }),
+        }
+    }
+
+    async fn open_inner(
+        host: &Host,
+        opts: &ConnectOptions,
+        addr: String,
+    ) -> Result<Connection, SshError> {
+        let config = Arc::new(client::Config {
+            // Keepalives detect a dead host; the inactivity timeout must outlast them.
+            keepalive_interval: Some(opts.keepalive),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        });
+        let refusal = Arc::new(Mutex::new(None));
+        let verifier = Verifier {
+            addr: addr.clone(),
+            host: host.address.clone(),
+            port: host.port,
+            known_hosts: opts.known_hosts.clone(),
+            accept_new: opts.accept_new_host_keys,
+            refusal: refusal.clone(),
+        };
+        let mut handle =
+            match client::connect(config, (host.address.as_str(), host.port), verifier).await {
+                Ok(h) => h,
+                Err(e) => {
+                    if let Some(r) = refusal.lock().ok().and_then(|mut r| r.take()) {
+                        return Err(r);
+                    }
+                    return Err(SshError::Connect {
+                        addr,
+                        reason: e.to_string(),
+                    });
+                }
+            };
+        let user = host.user.clone();
+        let mut tried = Vec::new();
+        // ssh-agent first: operators keep passphrase-protected keys there.
+        if host.identity_file.is_none() {
+            if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await {
+                if let Ok(ids) = agent.request_identities().await {
+                    for id in ids {
+                        let pk = id.public_key().into_owned();
+                        let hash = handle
+                            .best_supported_rsa_hash()
+                            .await
+                            .ok()
+                            .flatten()
+                            .flatten();
+                        if let Ok(r) = handle
+                            .authenticate_publickey_with(&user, pk, hash, &mut agent)
+                            .await
+                        {
+                            if r.success() {
+                                return Ok(Self::ready(handle, host, opts, addr));
+                            }
+                        }
+                    }
+                    tried.push("ssh-agent".to_string());
+                }
+            }
+        }
+        for path in key_candidates(host) {
+            let key = load_key(&path)?;
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .ok()
+                .flatten()
+                .flatten();
+            let r = handle
+                .authenticate_publickey(&user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await
+                .map_err(|e| SshError::Auth {
+                    user: user.clone(),
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            if r.success() {
+                return Ok(Self::ready(handle, host, opts, addr));
+            }
+            tried.push(path.display().to_string());
+        }
+        Err(SshError::Auth {
+            user,
+            addr,
+            reason: if tried.is_empty() {
+                "no key to offer: set ssh.identity_file in the inventory or load a key into ssh-agent".into()
+            } else {
+                format!("the server accepted none of: {}", tried.join(", "))
+            },
+        })
+    }
+
+    fn ready(
+        handle: Handle<Verifier>,
+        host: &Host,
+        opts: &ConnectOptions,
+        addr: String,
+    ) -> Connection {
+        Connection {
+            handle,
+            channels: Semaphore::new(opts.max_channels),
+            execs: AtomicU64::new(0),
+            become_root: host.become_root && host.user != "root",
+            addr,
+            connect_seconds: 0.0,
+        }
+    }
+
+    /// How many scripts this connection has run (shown with -v; tests assert on it).
+    pub fn exec_count(&self) -> u64 {
+        self.execs.load(Ordering::Relaxed)
+    }
+
+    /// Runs `script` with `/bin/sh` on the host and collects its output.
+    pub async fn run(&self, script: &str) -> Result<Output, SshError> {
+        let _permit = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|_| SshError::Session {
+                addr: self.addr.clone(),
+                reason: "connection closed".into(),
+            })?;
+        self.execs.fetch_add(1, Ordering::Relaxed);
+        let err = |e: russh::Error| SshError::Session {
+            addr: self.addr.clone(),
+            reason: e.to_string(),
+        };
+        let mut ch = self.handle.channel_open_session().await.map_err(err)?;
+        // The script arrives on stdin and is read whole before it runs, so commands inside
+        // it never consume the rest of the script as their input.
+        let runner = "/bin/sh -c 'b=$(cat) && eval \"$b\"'";
+        let cmd = if self.become_root {
+            format!("sudo -n -H {runner}")
+        } else {
+            runner.to_string()
+        };
+        ch.exec(true, cmd).await.map_err(err)?;
+        ch.data(script.as_bytes()).await.map_err(err)?;
+        ch.eof().await.map_err(err)?;
+        let mut out = Output::default();
+        let mut rc = None;
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => rc = Some(exit_status as i32),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    out.stderr
+                        .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                    rc = Some(128);
+                }
+                _ => {}
+            }
+        }
+        let _ = ch.close().await;
+        out.rc = match rc {
+            Some(c) => c,
+            None => {
+                return Err(SshError::Session {
+                    addr: self.addr.clone(),
+                    reason: "the channel closed without an exit status (host down or sshd killed?)"
+                        .into(),
+                })
+            }
+        };
+        if self.become_root && out.rc == 1 && String::from_utf8_lossy(&out.stderr).contains("sudo:")
+        {
+            return Err(SshError::Auth {
+                user: "sudo".into(),
+                addr: self.addr.clone(),
+                reason: format!(
+                    "{}; bosun needs passwordless sudo (NOPASSWD) for the remote user",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}

@@ -1,0 +1,149 @@
+//! Test fixtures: a real OpenSSH sshd on loopback, and a project directory per test.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private sshd listening on some loopback addresses, with its own host key and one
+/// authorized client key. Stopped when dropped.
+pub struct Sshd {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub addrs: Vec<String>,
+    pub client_key: PathBuf,
+    pub host_pub: String,
+    child: Child,
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bosun-it-{tag}-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::SystemTime;
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000_007).unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen runs (apt-get install openssh-client)");
+    assert!(st.success());
+}
+
+impl Sshd {
+    /// Starts sshd on `n` loopback addresses (127.0.0.2, .3, ...) sharing one port.
+    pub fn start(n: usize) -> Sshd {
+        let dir = tempdir("sshd");
+        let host_key = dir.join("host_ed25519");
+        keygen(&host_key);
+        let client_key = dir.join("client_ed25519");
+        keygen(&client_key);
+        std::fs::copy(client_key.with_extension("pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let port = free_port();
+        let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.{}", i + 2)).collect();
+        let listen: String = addrs.iter().map(|a| format!("ListenAddress {a}:{port}\n")).collect();
+        let config = format!(
+            "{listen}HostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\n\
+             PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 200\n\
+             MaxSessions 10\nLogLevel ERROR\n",
+            hk = host_key.display(),
+            ak = dir.join("authorized_keys").display(),
+            dir = dir.display()
+        );
+        let cfg = dir.join("sshd_config");
+        std::fs::write(&cfg, config).expect("write sshd_config");
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| Path::new(p).exists()).expect("sshd installed (apt-get install openssh-server)");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sshd");
+        let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).expect("host pub");
+        let s = Sshd { dir, port, addrs, client_key, host_pub: host_pub.trim().to_string(), child };
+        for a in &s.addrs {
+            s.wait_ready(a);
+        }
+        s
+    }
+
+    /// Ready = the SSH banner arrives (bounded; no fixed sleeps).
+    fn wait_ready(&self, addr: &str) {
+        let sa: SocketAddr = format!("{addr}:{}", self.port).parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = TcpStream::connect_timeout(&sa, Duration::from_millis(500)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 8];
+                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"SSH-2.0") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "sshd on {sa} did not answer within 20s");
+            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// known_hosts lines for every address.
+    pub fn known_hosts(&self) -> String {
+        self.addrs.iter().map(|a| format!("[{a}]:{} {}\n", self.port, self.host_pub)).collect()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the real bosun binary.
+pub fn bosun(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .current_dir(cwd)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run bosun")
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Writes `files` (relative path → content) under `root`.
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let path = root.join(p);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(&path, c).expect("write");
+    }
+}
+
+/// Parses `--output json` lines.
+pub fn events(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
