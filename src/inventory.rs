@@ -90,6 +90,8 @@ struct RawInventory {
     vars: Map<String, Value>,
     #[serde(default)]
     secrets: Map<String, Value>,
+    /// A YAML file of secrets (every value in it is secret), kept out of version control.
+    secrets_file: Option<Spanned<String>>,
     #[serde(default)]
     hosts: IndexMap<String, Spanned<RawHost>>,
     #[serde(default)]
@@ -173,8 +175,23 @@ impl Inventory {
         Self::resolve(path, raw)
     }
 
-    fn resolve(path: &Path, raw: RawInventory) -> Result<Inventory, LoadError> {
+    fn resolve(path: &Path, mut raw: RawInventory) -> Result<Inventory, LoadError> {
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(sf) = &raw.secrets_file {
+            let file = resolve_path(base, &sf.value);
+            if !file.is_file() {
+                return Err(LoadError::new(
+                    Place::at(path, &sf.referenced),
+                    format!("secrets_file {} does not exist", file.display()),
+                )
+                .hint("create it (a YAML map of secret variables), e.g. from the .example file beside it"));
+            }
+            let m: Option<Map<String, Value>> = crate::yaml::load(&file)?;
+            // File secrets are the base; inline `secrets:` of the inventory override them.
+            let mut all = m.unwrap_or_default();
+            merge(&mut all, &raw.secrets);
+            raw.secrets = all;
+        }
         let ssh = raw.ssh.unwrap_or_default();
         let known_hosts = match &ssh.known_hosts {
             Some(k) => resolve_path(base, k),

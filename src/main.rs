@@ -119,6 +119,11 @@ struct ConvergeArgs {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix filters: `bosun inventory list | head` ends quietly on a closed pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
