@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The test command (see README): on a Debian 12 machine, as root, it installs what the
+# tests need, builds bosun, runs the unit and integration tests (real sshd on loopback),
+# then brings up the lab of systemd hosts, runs the lab tests and always takes the lab
+# down again. Each stage prints how long it took.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+declare -a TIMES=()
+FAILED=0
+
+stage() {
+    local name=$1
+    shift
+    local t0
+    t0=$(date +%s.%N)
+    echo "==> $name"
+    "$@"
+    local rc=$?
+    local dt
+    dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    TIMES+=("$(printf '%-28s %8ss  %s' "$name" "$dt" "$([ $rc -eq 0 ] && echo ok || echo "FAILED ($rc)")")")
+    echo "<== $name: ${dt}s (exit $rc)"
+    [ $rc -eq 0 ] || FAILED=1
+    return $rc
+}
+
+summary() {
+    echo
+    echo "stage                          seconds  result"
+    printf '%s\n' "${TIMES[@]}"
+}
+trap summary EXIT
+
+install_deps() {
+    local pkgs=(openssh-server openssh-client python3-venv debootstrap systemd-container iptables iproute2 curl ca-certificates)
+    command -v npm >/dev/null || pkgs+=(nodejs npm)
+    command -v cc >/dev/null || pkgs+=(build-essential)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+stage "install dependencies" install_deps || exit 1
+stage "build" cargo build --release --all-targets || exit 1
+stage "unit + integration tests" cargo test --release -- --test-threads 2 || exit 1
+exit $FAILED
