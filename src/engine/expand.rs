@@ -19,6 +19,9 @@ use std::path::PathBuf;
 #[derive(Clone)]
 pub struct Scope {
     vars: BTreeMap<String, JValue>,
+    /// Variables whose values are templates not yet rendered (they read a value that
+    /// does not exist yet, such as a registered result).
+    unresolved: BTreeMap<String, Value>,
 }
 
 /// Values that are the same for every host of a run (built once).
@@ -57,9 +60,15 @@ impl Scope {
         check: bool,
     ) -> Scope {
         let mut vars = BTreeMap::new();
+        let mut raw: BTreeMap<String, Value> = BTreeMap::new();
         let mut put = |m: &Map<String, Value>| {
             for (k, v) in m {
                 vars.insert(k.clone(), crate::template::jv(v));
+                if contains_template(v) {
+                    raw.insert(k.clone(), v.clone());
+                } else {
+                    raw.remove(k);
+                }
             }
         };
         for r in roles {
@@ -78,13 +87,41 @@ impl Scope {
         vars.insert("hostvars".into(), globals.hostvars.clone());
         vars.insert("play_hosts".into(), crate::template::jv(play_hosts));
         vars.insert("check_mode".into(), JValue::from(check));
-        Scope { vars }
+        Scope { vars, unresolved: raw }
+    }
+
+    /// Renders variables whose values are templates (`base: "{{ root }}/app"`), in as
+    /// many passes as chains of them need. Ones that cannot be rendered yet stay pending
+    /// and are retried when a new value (a registered result) appears.
+    pub fn resolve(&mut self, templates: &Templates) {
+        for _ in 0..8 {
+            if self.unresolved.is_empty() {
+                return;
+            }
+            let ctx = self.context();
+            let mut progressed = false;
+            let names: Vec<String> = self.unresolved.keys().cloned().collect();
+            for name in names {
+                let Some(raw) = self.unresolved.get(&name) else { continue };
+                if let Ok(v) = templates.render_value(raw, &ctx) {
+                    if !contains_template(&v) {
+                        self.vars.insert(name.clone(), crate::template::jv(&v));
+                        self.unresolved.remove(&name);
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
     }
 
     /// Sets a variable unless an extra var (`-e`) of that name exists: extra vars win.
     pub fn set(&mut self, name: &str, v: JValue, extra: &Map<String, Value>) {
         if !extra.contains_key(name) {
             self.vars.insert(name.to_string(), v);
+            self.unresolved.remove(name);
         }
     }
 
@@ -104,6 +141,15 @@ impl Scope {
             name.to_string(),
             JValue::from_object(Pending(name.to_string())),
         );
+    }
+}
+
+fn contains_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => template::has_syntax(s),
+        Value::Array(a) => a.iter().any(contains_template),
+        Value::Object(o) => o.values().any(contains_template),
+        _ => false,
     }
 }
 

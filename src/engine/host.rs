@@ -357,6 +357,15 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 None => Observed::default(),
             };
             match q.unit.module.plan(&obs) {
+                // In check mode the state this plan saw may not exist yet: an earlier task
+                // would install the package or write the unit. Report a prediction.
+                Err(err) if check && stale(&effects, &self.pending_effects) => {
+                    r.status = Status::Changed;
+                    r.predicted = true;
+                    r.summary = Some(format!("depends on earlier changes; now: {}", err.0));
+                    self.pending_effects.push(effects);
+                    reports.push((q.entry, r, UnitResult { changed: true, skipped: true, ..Default::default() }));
+                }
                 Err(err) => {
                     r.status = Status::Failed;
                     r.message = Some(format!("{}: {}", q.unit.module.name(), err.0));

@@ -143,6 +143,7 @@ pub fn preflight(
                 }
             }
             scope.set_pending("facts");
+            scope.resolve(templates);
             for role in &roles {
                 for (i, task) in role.tasks.iter().chain(role.handlers.iter()).enumerate() {
                     if let Err(e) = expand::expand(i, task, role, &site.project, templates, &scope)

@@ -82,6 +82,7 @@ pub fn probe_path(path: &str, want_sha: Option<&str>) -> String {
          stat -c 'mode=%a\nowner=%U\ngroup=%G\nsize=%s' \"$p\" || exit 3\n"
     );
     if let Some(want) = want_sha {
+        let want = quote(want);
         s.push_str(&format!(
             "if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then\n\
              [ -r \"$p\" ] || {{ echo \"cannot read $p\" >&2; exit 3; }}\n\
@@ -196,7 +197,7 @@ pub fn write_file(path: &str, data: &[u8], attrs: &Attrs, validate: Option<&str>
          [ -d \"$d\" ] || {{ echo \"directory $d does not exist\" >&2; exit 1; }}\n\
          t=$(mktemp \"$d/.bosun.XXXXXX\") || exit 1\n\
          trap 'rm -f \"$t\"' EXIT\n\
-         if [ -e \"$p\" ]; then chmod \"$(stat -c %a \"$p\")\" \"$t\"; chown \"$(stat -c %u:%g \"$p\")\" \"$t\"; else chmod 0644 \"$t\"; fi\n"
+         if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then chmod \"$(stat -c %a \"$p\")\" \"$t\"; chown \"$(stat -c %u:%g \"$p\")\" \"$t\"; else chmod 0644 \"$t\"; fi\n"
     );
     s.push_str(&format!("{{\n{}}} > \"$t\" || exit 1\n", emit_bytes(data)));
     s.push_str(&apply_attrs("\"$t\"", attrs));
@@ -207,7 +208,7 @@ pub fn write_file(path: &str, data: &[u8], attrs: &Attrs, validate: Option<&str>
             "if ! out=$({cmd} 2>&1); then echo \"validation failed: $out\" >&2; exit 1; fi\n"
         ));
     }
-    s.push_str("mv -f \"$t\" \"$p\" && trap - EXIT\n");
+    s.push_str("mv -f \"$t\" \"$p\" || exit 1\ntrap - EXIT\n");
     s
 }
 

@@ -10,9 +10,14 @@
 //! into one remote script (one round trip), plans locally, and batches applies the same way.
 //! That is why probes and applies are *text*, and why plan must not touch the network.
 
+pub mod apt;
 pub mod command;
+pub mod copy;
 pub mod file;
 pub mod fileops;
+pub mod sysctl;
+pub mod systemd;
+pub mod template;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -264,7 +269,7 @@ pub const NAMES: &[&str] = &[
 pub fn build(
     name: &str,
     args: Value,
-    _ctl: &dyn Controller,
+    ctl: &dyn Controller,
 ) -> Result<Box<dyn DynModule>, ArgError> {
     fn boxed<M: Module>(name: &'static str, module: M) -> Box<dyn DynModule> {
         Box::new(Named { name, module })
@@ -273,6 +278,11 @@ pub fn build(
         "command" => boxed("command", command::Command::from_args(args, false)?),
         "shell" => boxed("shell", command::Command::from_args(args, true)?),
         "file" => boxed("file", file::File::from_args(args)?),
+        "apt" => boxed("apt", apt::Apt::from_args(args)?),
+        "copy" => boxed("copy", copy::Copy::from_args(args, ctl)?),
+        "sysctl" => boxed("sysctl", sysctl::Sysctl::from_args(args)?),
+        "systemd" => boxed("systemd", systemd::Systemd::from_args(args)?),
+        "template" => boxed("template", template::Template::from_args(args, ctl)?),
         other => return Err(unknown_module(other)),
     })
 }
