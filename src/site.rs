@@ -497,7 +497,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask) -> Result<Task, LoadError> {
         );
     };
     if t.name.is_empty() {
-        t.name = format!("{m}");
+        t.name = m.to_string();
     }
     t.module = m;
     t.args = args;

@@ -22,7 +22,9 @@ impl Project {
         let dir = tempdir("proj");
         let root = tempdir("root");
         std::fs::write(dir.join("known_hosts"), sshd.known_hosts()).expect("known_hosts");
-        let hosts: String = (0..n).map(|i| format!("  h{}: {{address: 127.0.0.{}}}\n", i + 1, i + 2)).collect();
+        let hosts: String = (0..n)
+            .map(|i| format!("  h{}: {{address: 127.0.0.{}}}\n", i + 1, i + 2))
+            .collect();
         let names: Vec<String> = (0..n).map(|i| format!("h{}", i + 1)).collect();
         let inv = format!(
             "ssh:\n  user: root\n  port: {port}\n  identity_file: {key}\n  known_hosts: known_hosts\n\
@@ -32,9 +34,22 @@ impl Project {
             root = root.display(),
             names = names.join(", "),
         );
-        write_tree(&dir, &[("inventory.yml", &inv), ("roles/site.yml", "- name: web\n  hosts: web\n  roles: [every]\n")]);
+        write_tree(
+            &dir,
+            &[
+                ("inventory.yml", &inv),
+                (
+                    "roles/site.yml",
+                    "- name: web\n  hosts: web\n  roles: [every]\n",
+                ),
+            ],
+        );
         write_tree(&dir, files);
-        Project { dir, root, _sshd: sshd }
+        Project {
+            dir,
+            root,
+            _sshd: sshd,
+        }
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
@@ -64,7 +79,7 @@ const EVERY_TASKS: &str = r#"
   template: {src: app.conf.j2, dest: "{{ base }}/app.conf", mode: "0600"}
   notify: record reload
 - name: a line
-  lineinfile: {path: "{{ base }}/inline.txt", line: "managed=yes"}
+  lineinfile: {path: "{{ base }}/lines.txt", line: "managed=yes", create: true}
 - name: an ini key
   ini: {path: "{{ base }}/settings.ini", section: main, option: port, value: "8000", create: true}
 - name: a sysctl setting (persisted only)
@@ -87,11 +102,13 @@ const EVERY_TASKS: &str = r#"
   file: {path: "{{ base }}/current", state: link, src: "{{ base }}/app.conf"}
 "#;
 
-const EVERY_DEFAULTS: &str = "base: \"{{ root }}/{{ inventory_hostname }}\"\nworkers: [a, b, c]\nssh_port: 22\n";
+const EVERY_DEFAULTS: &str =
+    "base: \"{{ root }}/{{ inventory_hostname }}\"\nworkers: [a, b, c]\nssh_port: 22\n";
 
 const EVERY_TEMPLATE: &str = "# managed by bosun\nhost = {{ inventory_hostname }}\npassword = {{ app_password }}\n{% for w in workers %}worker.{{ loop.index }} = {{ w }}\n{% endfor %}";
 
-const EVERY_HANDLERS: &str = "- name: record reload\n  shell: \"date +%s%N >> {{ base }}/reloads\"\n";
+const EVERY_HANDLERS: &str =
+    "- name: record reload\n  shell: \"date +%s%N >> {{ base }}/reloads\"\n";
 
 fn every_project() -> Project {
     let p = Project::new(
@@ -111,13 +128,19 @@ fn every_project() -> Project {
 }
 
 fn recap(evs: &[Value]) -> &Value {
-    evs.iter().find(|e| e["event"] == "recap").expect("a recap event")
+    evs.iter()
+        .find(|e| e["event"] == "recap")
+        .expect("a recap event")
 }
 
 fn cleanup_users() {
     for h in ["h1", "h2"] {
-        let _ = std::process::Command::new("userdel").arg(format!("bsn_{h}")).output();
-        let _ = std::process::Command::new("groupdel").arg(format!("bsn_{h}")).output();
+        let _ = std::process::Command::new("userdel")
+            .arg(format!("bsn_{h}"))
+            .output();
+        let _ = std::process::Command::new("groupdel")
+            .arg(format!("bsn_{h}"))
+            .output();
     }
 }
 
@@ -127,37 +150,75 @@ fn every_module_converges_then_is_a_one_exec_noop() {
     let p = every_project();
     let port = p._sshd.port.to_string();
     let ev = format!("ssh_port={port}");
-    let first = p.run(&["converge", "-i", "inventory.yml", "-e", &ev, "--output", "json"]);
+    let first = p.run(&[
+        "converge",
+        "-i",
+        "inventory.yml",
+        "-e",
+        &ev,
+        "--output",
+        "json",
+    ]);
     let (out, err) = text(&first);
-    assert!(first.status.success(), "first converge failed:\n{out}\n{err}");
+    assert!(
+        first.status.success(),
+        "first converge failed:\n{out}\n{err}"
+    );
     let evs = events(&first);
     let r = recap(&evs);
     for h in r["hosts"].as_array().expect("hosts") {
-        assert!(h["changed"].as_u64().unwrap_or(0) >= 10, "first run changes things: {h}");
+        assert!(
+            h["changed"].as_u64().unwrap_or(0) >= 10,
+            "first run changes things: {h}"
+        );
         assert_eq!(h["failed"], 0, "{h}");
     }
     // The handler ran once per host.
     for h in ["h1", "h2"] {
         let reloads = std::fs::read_to_string(p.root.join(h).join("reloads")).expect("handler ran");
         assert_eq!(reloads.lines().count(), 1);
-        let conf = std::fs::read_to_string(p.root.join(h).join("app.conf")).expect("template written");
+        let conf =
+            std::fs::read_to_string(p.root.join(h).join("app.conf")).expect("template written");
         assert!(conf.contains(&format!("host = {h}")));
         assert!(conf.contains("worker.3 = c"));
     }
 
-    let second = p.run(&["converge", "-i", "inventory.yml", "-e", &ev, "--output", "json"]);
+    let second = p.run(&[
+        "converge",
+        "-i",
+        "inventory.yml",
+        "-e",
+        &ev,
+        "--output",
+        "json",
+    ]);
     let (out, err) = text(&second);
-    assert!(second.status.success(), "second converge failed:\n{out}\n{err}");
+    assert!(
+        second.status.success(),
+        "second converge failed:\n{out}\n{err}"
+    );
     let evs = events(&second);
     let r = recap(&evs);
-    assert_eq!(r["changed_tasks"], Value::Array(vec![]), "second run must change nothing");
+    assert_eq!(
+        r["changed_tasks"],
+        Value::Array(vec![]),
+        "second run must change nothing"
+    );
     for h in r["hosts"].as_array().expect("hosts") {
         assert_eq!(h["changed"], 0, "{h}");
-        assert_eq!(h["execs_per_play"], serde_json::json!([1]), "a no-op play is one exec per host: {h}");
+        assert_eq!(
+            h["execs_per_play"],
+            serde_json::json!([1]),
+            "a no-op play is one exec per host: {h}"
+        );
     }
     for h in ["h1", "h2"] {
         let reloads = std::fs::read_to_string(p.root.join(h).join("reloads")).expect("reloads");
-        assert_eq!(reloads.lines().count(), 1, "handler must not run on a no-op converge");
+        assert_eq!(
+            reloads.lines().count(),
+            1,
+            "handler must not run on a no-op converge"
+        );
     }
     // The text recap shows the exec count with -v.
     let third = p.run(&["converge", "-i", "inventory.yml", "-e", &ev, "-v"]);
@@ -167,7 +228,10 @@ fn every_module_converges_then_is_a_one_exec_noop() {
     // No secret anywhere in any output.
     for o in [&first, &second, &third] {
         let (out, err) = text(o);
-        assert!(!out.contains(SECRET) && !err.contains(SECRET), "secret leaked");
+        assert!(
+            !out.contains(SECRET) && !err.contains(SECRET),
+            "secret leaked"
+        );
     }
     cleanup_users();
 }
@@ -177,8 +241,14 @@ fn plan_shows_hand_edit_as_diff_exits_2_and_changes_nothing() {
     let p = Project::new(
         1,
         &[
-            ("roles/every/tasks.yml", "- name: conf\n  template: {src: app.conf.j2, dest: \"{{ root }}/app.conf\"}\n"),
-            ("templates/every/app.conf.j2", "port = 8000\npassword = {{ app_password }}\n"),
+            (
+                "roles/every/tasks.yml",
+                "- name: conf\n  template: {src: app.conf.j2, dest: \"{{ root }}/app.conf\"}\n",
+            ),
+            (
+                "templates/every/app.conf.j2",
+                "port = 8000\npassword = {{ app_password }}\n",
+            ),
         ],
     );
     let o = p.run(&["converge", "-i", "inventory.yml"]);
@@ -192,21 +262,40 @@ fn plan_shows_hand_edit_as_diff_exits_2_and_changes_nothing() {
     let o = p.run(&["plan", "-i", "inventory.yml"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "changes pending:\n{out}\n{err}");
-    assert!(out.contains("-port = 9999") && out.contains("+port = 8000"), "diff shown:\n{out}");
-    assert!(out.contains("password = <redacted>"), "secret line redacted:\n{out}");
+    assert!(
+        out.contains("-port = 9999") && out.contains("+port = 8000"),
+        "diff shown:\n{out}"
+    );
+    assert!(
+        out.contains("password = <redacted>"),
+        "secret line redacted:\n{out}"
+    );
     assert!(!out.contains(SECRET) && !err.contains(SECRET));
-    assert_eq!(std::fs::read_to_string(&file).expect("file"), edited, "plan must not touch the file");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file"),
+        edited,
+        "plan must not touch the file"
+    );
 
     // JSON events carry the diff, redacted too.
     let o = p.run(&["plan", "-i", "inventory.yml", "--output", "json"]);
     let raw = String::from_utf8_lossy(&o.stdout);
     assert!(!raw.contains(SECRET));
-    assert!(events(&o).iter().any(|e| e["event"] == "task" && e["diff"]["unified"].as_str().is_some_and(|d| d.contains("+port = 8000"))));
+    assert!(events(&o).iter().any(|e| e["event"] == "task"
+        && e["diff"]["unified"]
+            .as_str()
+            .is_some_and(|d| d.contains("+port = 8000"))));
 }
 
 #[test]
 fn unknown_host_key_is_refused() {
-    let p = Project::new(1, &[("roles/every/tasks.yml", "- name: d\n  file: {path: \"{{ root }}/x\", state: directory}\n")]);
+    let p = Project::new(
+        1,
+        &[(
+            "roles/every/tasks.yml",
+            "- name: d\n  file: {path: \"{{ root }}/x\", state: directory}\n",
+        )],
+    );
     std::fs::write(p.dir.join("known_hosts"), "").expect("empty known_hosts");
     let o = p.run(&["converge", "-i", "inventory.yml"]);
     let (out, err) = text(&o);
@@ -215,7 +304,13 @@ fn unknown_host_key_is_refused() {
     assert!(!p.root.join("x").exists(), "nothing changed on the host");
 
     // A changed key is refused even with --accept-new-host-keys.
-    let wrong = "[127.0.0.2]:1 x\n".replace(":1 x", &format!(":{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", p._sshd.port));
+    let wrong = "[127.0.0.2]:1 x\n".replace(
+        ":1 x",
+        &format!(
+            ":{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+            p._sshd.port
+        ),
+    );
     std::fs::write(p.dir.join("known_hosts"), wrong).expect("wrong key");
     let o = p.run(&["converge", "-i", "inventory.yml", "--accept-new-host-keys"]);
     let (out, _) = text(&o);
@@ -245,37 +340,95 @@ fn assert_load_error(p: &Project, args: &[&str], file: &str, line: u64, what: &s
 #[test]
 fn bad_input_names_file_and_line_and_changes_nothing() {
     let p = Project::new(1, &[("roles/every/tasks.yml", "- name: ok\n  file: {path: \"{{ root }}/made\", state: directory}\n- name: broken\n  copy: [\n")]);
-    assert_load_error(&p, &["converge", "-i", "inventory.yml"], "roles/every/tasks.yml", 4, "unclosed");
+    assert_load_error(
+        &p,
+        &["converge", "-i", "inventory.yml"],
+        "roles/every/tasks.yml",
+        4,
+        "unclosed",
+    );
     assert!(!p.root.join("made").exists());
 
     write_tree(&p.dir, &[("roles/every/tasks.yml", "- name: ok\n  file: {path: \"{{ root }}/made\", state: directory}\n- name: typo\n  tempalte: {src: x, dest: /tmp/x}\n")]);
-    assert_load_error(&p, &["converge", "-i", "inventory.yml"], "roles/every/tasks.yml", 4, "tempalte");
+    assert_load_error(
+        &p,
+        &["converge", "-i", "inventory.yml"],
+        "roles/every/tasks.yml",
+        4,
+        "tempalte",
+    );
 
     write_tree(&p.dir, &[("roles/every/tasks.yml", "- name: ok\n  file: {path: \"{{ root }}/made\", state: directory}\n- name: param\n  file: {path: /tmp/x, state: directory, mdoe: \"0644\"}\n")]);
-    assert_load_error(&p, &["converge", "-i", "inventory.yml"], "roles/every/tasks.yml", 3, "mdoe");
+    assert_load_error(
+        &p,
+        &["converge", "-i", "inventory.yml"],
+        "roles/every/tasks.yml",
+        3,
+        "mdoe",
+    );
 
     write_tree(&p.dir, &[("roles/every/tasks.yml", "- name: ok\n  file: {path: \"{{ root }}/made\", state: directory}\n- name: var\n  file: {path: \"{{ root }}/{{ no_such_var }}\", state: directory}\n")]);
-    assert_load_error(&p, &["converge", "-i", "inventory.yml"], "roles/every/tasks.yml", 3, "no_such_var");
+    assert_load_error(
+        &p,
+        &["converge", "-i", "inventory.yml"],
+        "roles/every/tasks.yml",
+        3,
+        "no_such_var",
+    );
     assert!(!p.root.join("made").exists(), "nothing changed on any host");
 
-    write_tree(&p.dir, &[("bad-inventory.yml", "hosts:\n  a: {address: 127.0.0.2}\ngroups:\n  g:\n    hosts: [a, b]\n")]);
-    assert_load_error(&p, &["converge", "-i", "bad-inventory.yml"], "bad-inventory.yml", 5, "unknown host `b`");
+    write_tree(
+        &p.dir,
+        &[(
+            "bad-inventory.yml",
+            "hosts:\n  a: {address: 127.0.0.2}\ngroups:\n  g:\n    hosts: [a, b]\n",
+        )],
+    );
+    assert_load_error(
+        &p,
+        &["converge", "-i", "bad-inventory.yml"],
+        "bad-inventory.yml",
+        5,
+        "unknown host `b`",
+    );
 }
 
 #[test]
 fn inventory_list_and_exec() {
-    let p = Project::new(2, &[("roles/every/tasks.yml", "- name: d\n  file: {path: \"{{ root }}/x\", state: directory}\n")]);
+    let p = Project::new(
+        2,
+        &[(
+            "roles/every/tasks.yml",
+            "- name: d\n  file: {path: \"{{ root }}/x\", state: directory}\n",
+        )],
+    );
     let o = p.run(&["inventory", "list", "-i", "inventory.yml", "-v"]);
     let (out, _) = text(&o);
     assert!(o.status.success());
-    assert!(out.contains("h1") && out.contains("127.0.0.2") && out.contains("web"), "{out}");
+    assert!(
+        out.contains("h1") && out.contains("127.0.0.2") && out.contains("web"),
+        "{out}"
+    );
     assert!(out.contains("<redacted>") && !out.contains(SECRET), "{out}");
 
-    let o = p.run(&["exec", "-i", "inventory.yml", "-l", "web", "--output", "json", "--", "echo", "hi-$(hostname)"]);
+    let o = p.run(&[
+        "exec",
+        "-i",
+        "inventory.yml",
+        "-l",
+        "web",
+        "--output",
+        "json",
+        "--",
+        "echo",
+        "hi-$(hostname)",
+    ]);
     assert!(o.status.success(), "{:?}", text(&o));
     let evs = events(&o);
     assert_eq!(evs.len(), 2);
-    assert!(evs.iter().all(|e| e["rc"] == 0 && e["stdout"].as_str().is_some_and(|s| s.starts_with("hi-"))));
+    assert!(evs
+        .iter()
+        .all(|e| e["rc"] == 0 && e["stdout"].as_str().is_some_and(|s| s.starts_with("hi-"))));
     let o = p.run(&["exec", "-i", "inventory.yml", "-l", "h1", "--", "exit 3"]);
     assert_eq!(o.status.code(), Some(1));
 }
@@ -295,9 +448,14 @@ fn failed_host_does_not_stop_the_others_and_handlers_wait() {
     assert_eq!(o.status.code(), Some(1), "a failed host fails the run");
     let root: &Path = &p.root;
     assert!(!root.join("h1/after").exists(), "h1 stopped at its failure");
-    assert!(!root.join("h1/handled").exists(), "handlers of a failed host do not run");
+    assert!(
+        !root.join("h1/handled").exists(),
+        "handlers of a failed host do not run"
+    );
     assert!(root.join("h2/after").is_dir(), "h2 carried on");
     assert!(root.join("h2/handled").exists());
     let evs = events(&o);
-    assert!(evs.iter().any(|e| e["event"] == "handlers_skipped" && e["host"] == "h1"));
+    assert!(evs
+        .iter()
+        .any(|e| e["event"] == "handlers_skipped" && e["host"] == "h1"));
 }

@@ -47,18 +47,30 @@ impl Globals {
     }
 }
 
+/// What every host of one play shares when its scope is built.
+pub struct PlayVars<'a> {
+    pub roles: &'a [&'a Role],
+    pub play_vars: &'a Map<String, Value>,
+    pub extra: &'a Map<String, Value>,
+    pub globals: &'a Globals,
+    pub play_hosts: &'a [String],
+    pub check: bool,
+    pub templates: &'a Templates,
+}
+
 impl Scope {
     /// Precedence, lowest first: role defaults, inventory (all → groups → host), play vars,
     /// then (set later) registered results, then extra vars.
-    pub fn new(
-        host: &Host,
-        roles: &[&Role],
-        play_vars: &Map<String, Value>,
-        extra: &Map<String, Value>,
-        globals: &Globals,
-        play_hosts: &[String],
-        check: bool,
-    ) -> Scope {
+    pub fn new(host: &Host, p: &PlayVars) -> Scope {
+        let PlayVars {
+            roles,
+            play_vars,
+            extra,
+            globals,
+            play_hosts,
+            check,
+            templates,
+        } = *p;
         let mut vars = BTreeMap::new();
         let mut raw: BTreeMap<String, Value> = BTreeMap::new();
         let mut put = |m: &Map<String, Value>| {
@@ -87,7 +99,12 @@ impl Scope {
         vars.insert("hostvars".into(), globals.hostvars.clone());
         vars.insert("play_hosts".into(), crate::template::jv(play_hosts));
         vars.insert("check_mode".into(), JValue::from(check));
-        Scope { vars, unresolved: raw }
+        let mut scope = Scope {
+            vars,
+            unresolved: raw,
+        };
+        scope.resolve(templates);
+        scope
     }
 
     /// Renders variables whose values are templates (`base: "{{ root }}/app"`), in as
@@ -102,7 +119,9 @@ impl Scope {
             let mut progressed = false;
             let names: Vec<String> = self.unresolved.keys().cloned().collect();
             for name in names {
-                let Some(raw) = self.unresolved.get(&name) else { continue };
+                let Some(raw) = self.unresolved.get(&name) else {
+                    continue;
+                };
                 if let Ok(v) = templates.render_value(raw, &ctx) {
                     if !contains_template(&v) {
                         self.vars.insert(name.clone(), crate::template::jv(&v));

@@ -364,7 +364,15 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     r.predicted = true;
                     r.summary = Some(format!("depends on earlier changes; now: {}", err.0));
                     self.pending_effects.push(effects);
-                    reports.push((q.entry, r, UnitResult { changed: true, skipped: true, ..Default::default() }));
+                    reports.push((
+                        q.entry,
+                        r,
+                        UnitResult {
+                            changed: true,
+                            skipped: true,
+                            ..Default::default()
+                        },
+                    ));
                 }
                 Err(err) => {
                     r.status = Status::Failed;
@@ -657,7 +665,7 @@ pub fn stale(effects: &Effects, applied: &[Effects]) -> bool {
     if applied.is_empty() {
         return false;
     }
-    if applied.iter().any(|a| *a == Effects::Host) {
+    if applied.contains(&Effects::Host) {
         return true;
     }
     match effects {

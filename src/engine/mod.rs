@@ -17,7 +17,7 @@ use crate::redact::Redactor;
 use crate::site::{Play, Role, Site};
 use crate::ssh::{ConnectOptions, Connection};
 use crate::template::Templates;
-use expand::{Globals, Scope};
+use expand::{Globals, PlayVars, Scope};
 use futures::stream::{FuturesUnordered, StreamExt};
 use host::{Entry, HostEnd, HostRun, PlayCtx};
 use serde_json::{Map, Value};
@@ -125,16 +125,17 @@ pub fn preflight(
             .iter()
             .filter_map(|r| site.roles.get(r))
             .collect();
+        let pv = PlayVars {
+            roles: &roles,
+            play_vars: &play.vars,
+            extra: &opts.extra_vars,
+            globals: &globals,
+            play_hosts: &names,
+            check: opts.check,
+            templates,
+        };
         for host in hosts {
-            let mut scope = Scope::new(
-                host,
-                &roles,
-                &play.vars,
-                &opts.extra_vars,
-                &globals,
-                &names,
-                opts.check,
-            );
+            let mut scope = Scope::new(host, &pv);
             for role in &roles {
                 for task in role.tasks.iter().chain(role.handlers.iter()) {
                     if let Some(r) = &task.register {
@@ -267,6 +268,15 @@ pub async fn run(
             .collect();
         let batch_size = play.serial.batch_size(hosts.len());
         let mut play_failed = 0usize;
+        let pv = PlayVars {
+            roles: &roles,
+            play_vars: &play.vars,
+            extra: &opts.extra_vars,
+            globals: &globals,
+            play_hosts: &names,
+            check: opts.check,
+            templates: &templates,
+        };
         for batch in hosts.chunks(batch_size) {
             let mut futs = FuturesUnordered::new();
             for host in batch {
@@ -276,15 +286,7 @@ pub async fn run(
                     .unwrap_or_default();
                 // Each play has its own scope: its roles' defaults and vars. Registered
                 // results live for the play that registered them.
-                let scope = Scope::new(
-                    host,
-                    &roles,
-                    &play.vars,
-                    &opts.extra_vars,
-                    &globals,
-                    &names,
-                    opts.check,
-                );
+                let scope = Scope::new(host, &pv);
                 let forks = forks.clone();
                 let conns = conns.clone();
                 let copts = copts.clone();

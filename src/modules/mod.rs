@@ -15,9 +15,15 @@ pub mod command;
 pub mod copy;
 pub mod file;
 pub mod fileops;
+pub mod group;
+pub mod lineinfile;
+pub mod npm;
+pub mod pip;
 pub mod sysctl;
 pub mod systemd;
 pub mod template;
+pub mod user;
+pub mod wait_for;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -279,6 +285,13 @@ pub fn build(
         "shell" => boxed("shell", command::Command::from_args(args, true)?),
         "file" => boxed("file", file::File::from_args(args)?),
         "apt" => boxed("apt", apt::Apt::from_args(args)?),
+        "group" => boxed("group", group::Group::from_args(args)?),
+        "lineinfile" => boxed("lineinfile", lineinfile::LineInFile::from_args(args)?),
+        "ini" => boxed("ini", lineinfile::Ini::from_args(args)?),
+        "npm" => boxed("npm", npm::Npm::from_args(args)?),
+        "pip" => boxed("pip", pip::Pip::from_args(args)?),
+        "user" => boxed("user", user::User::from_args(args)?),
+        "wait_for" => boxed("wait_for", wait_for::WaitFor::from_args(args)?),
         "copy" => boxed("copy", copy::Copy::from_args(args, ctl)?),
         "sysctl" => boxed("sysctl", sysctl::Sysctl::from_args(args)?),
         "systemd" => boxed("systemd", systemd::Systemd::from_args(args)?),

@@ -19,18 +19,28 @@ pub struct Sshd {
 }
 
 pub fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bosun-it-{tag}-{}-{}", std::process::id(), rand_suffix()));
+    let d = std::env::temp_dir().join(format!(
+        "bosun-it-{tag}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&d).expect("create temp dir");
     d
 }
 
 fn rand_suffix() -> u64 {
     use std::time::SystemTime;
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000_007).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000_007)
+        .unwrap_or(0)
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn keygen(path: &Path) {
@@ -50,11 +60,18 @@ impl Sshd {
         keygen(&host_key);
         let client_key = dir.join("client_ed25519");
         keygen(&client_key);
-        std::fs::copy(client_key.with_extension("pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        std::fs::copy(
+            client_key.with_extension("pub"),
+            dir.join("authorized_keys"),
+        )
+        .expect("authorized_keys");
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
         let port = free_port();
         let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.{}", i + 2)).collect();
-        let listen: String = addrs.iter().map(|a| format!("ListenAddress {a}:{port}\n")).collect();
+        let listen: String = addrs
+            .iter()
+            .map(|a| format!("ListenAddress {a}:{port}\n"))
+            .collect();
         let config = format!(
             "{listen}HostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\n\
              PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 200\n\
@@ -65,7 +82,10 @@ impl Sshd {
         );
         let cfg = dir.join("sshd_config");
         std::fs::write(&cfg, config).expect("write sshd_config");
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| Path::new(p).exists()).expect("sshd installed (apt-get install openssh-server)");
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd installed (apt-get install openssh-server)");
         let child = Command::new(sshd)
             .args(["-D", "-e", "-f"])
             .arg(&cfg)
@@ -74,7 +94,14 @@ impl Sshd {
             .spawn()
             .expect("start sshd");
         let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).expect("host pub");
-        let s = Sshd { dir, port, addrs, client_key, host_pub: host_pub.trim().to_string(), child };
+        let s = Sshd {
+            dir,
+            port,
+            addrs,
+            client_key,
+            host_pub: host_pub.trim().to_string(),
+            child,
+        };
         for a in &s.addrs {
             s.wait_ready(a);
         }
@@ -93,7 +120,10 @@ impl Sshd {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "sshd on {sa} did not answer within 20s");
+            assert!(
+                Instant::now() < deadline,
+                "sshd on {sa} did not answer within 20s"
+            );
             std::thread::yield_now();
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -101,7 +131,10 @@ impl Sshd {
 
     /// known_hosts lines for every address.
     pub fn known_hosts(&self) -> String {
-        self.addrs.iter().map(|a| format!("[{a}]:{} {}\n", self.port, self.host_pub)).collect()
+        self.addrs
+            .iter()
+            .map(|a| format!("[{a}]:{} {}\n", self.port, self.host_pub))
+            .collect()
     }
 }
 
@@ -125,7 +158,10 @@ pub fn bosun(cwd: &Path, args: &[&str]) -> Output {
 }
 
 pub fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// Writes `files` (relative path → content) under `root`.
