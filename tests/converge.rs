@@ -459,3 +459,95 @@ fn failed_host_does_not_stop_the_others_and_handlers_wait() {
         .iter()
         .any(|e| e["event"] == "handlers_skipped" && e["host"] == "h1"));
 }
+
+const CONTROL_TASKS: &str = r#"
+- name: count
+  shell: "echo 3"
+  register: n
+  changed_when: false
+- name: uses the registered value
+  file: {path: "{{ root }}/{{ inventory_hostname }}-{{ n.stdout | trim }}", state: directory}
+- name: loop
+  file: {path: "{{ root }}/{{ inventory_hostname }}-{{ item }}", state: directory}
+  loop: [a, b]
+- name: skipped by when
+  file: {path: "{{ root }}/{{ inventory_hostname }}-never", state: directory}
+  when: "n.stdout | trim == '4'"
+- name: once
+  shell: "echo {{ inventory_hostname }} >> {{ root }}/once"
+  run_once: true
+- name: tagged
+  file: {path: "{{ root }}/{{ inventory_hostname }}-tagged", state: directory}
+  tags: [extra]
+- name: retried until it succeeds
+  shell: "c=$(cat {{ root }}/{{ inventory_hostname }}-tries 2>/dev/null || echo 0); c=$((c+1)); echo $c > {{ root }}/{{ inventory_hostname }}-tries; test $c -ge 3"
+  register: t
+  until: "t.rc == 0"
+  retries: 5
+  delay: 0
+"#;
+
+#[test]
+fn register_loop_when_run_once_tags_limit_and_until() {
+    let p = Project::new(2, &[("roles/every/tasks.yml", CONTROL_TASKS)]);
+    let o = p.run(&["converge", "-i", "inventory.yml", "--skip-tags", "extra"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    for h in ["h1", "h2"] {
+        assert!(
+            p.root.join(format!("{h}-3")).is_dir(),
+            "registered stdout used: {out}"
+        );
+        assert!(p.root.join(format!("{h}-a")).is_dir() && p.root.join(format!("{h}-b")).is_dir());
+        assert!(!p.root.join(format!("{h}-never")).exists());
+        assert!(!p.root.join(format!("{h}-tagged")).exists(), "--skip-tags");
+        let tries = std::fs::read_to_string(p.root.join(format!("{h}-tries"))).expect("tries");
+        assert_eq!(tries.trim(), "3", "until retried twice then succeeded");
+    }
+    let once = std::fs::read_to_string(p.root.join("once")).expect("once");
+    assert_eq!(once, "h1\n", "run_once ran on the first host only");
+
+    let o = p.run(&[
+        "converge",
+        "-i",
+        "inventory.yml",
+        "--tags",
+        "extra",
+        "-l",
+        "h1",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(p.root.join("h1-tagged").is_dir());
+    assert!(!p.root.join("h2-tagged").exists(), "--limit h1");
+    assert_eq!(
+        std::fs::read_to_string(p.root.join("once")).expect("once"),
+        "h1\n",
+        "--tags extra ran only tagged tasks"
+    );
+}
+
+#[test]
+fn max_fail_percentage_stops_the_run_between_serial_batches() {
+    let p = Project::new(
+        2,
+        &[
+            ("roles/site.yml", "- name: rolling\n  hosts: web\n  serial: 1\n  max_fail_percentage: 0\n  roles: [every]\n- name: later\n  hosts: web\n  roles: [later]\n"),
+            ("roles/every/tasks.yml", "- name: fails on h1\n  shell: \"test {{ inventory_hostname }} != h1\"\n- name: mark\n  file: {path: \"{{ root }}/{{ inventory_hostname }}-rolled\", state: directory}\n"),
+            ("roles/later/tasks.yml", "- name: later\n  file: {path: \"{{ root }}/{{ inventory_hostname }}-later\", state: directory}\n"),
+        ],
+    );
+    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        !p.root.join("h2-rolled").exists(),
+        "the second batch never started"
+    );
+    assert!(
+        !p.root.join("h2-later").exists(),
+        "later plays do not run after an abort"
+    );
+    let evs = events(&o);
+    assert!(evs
+        .iter()
+        .any(|e| e["event"] == "play_end" && e["aborted"] == true));
+}

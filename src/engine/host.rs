@@ -398,7 +398,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     r.details = c.details.clone();
                     r.always = c.always;
                     if self.ctx.opts.diff {
-                        r.diff = c.diff.as_ref().map(crate::diff::render);
+                        r.diff = c.diff.as_ref().map(|d| {
+                            let mut fd = crate::diff::render(d);
+                            crate::diff::mask_rotated_secrets(&mut fd, self.ctx.emit.redactor());
+                            fd
+                        });
                     }
                     let wait_only = effects == Effects::None;
                     if check {

@@ -51,6 +51,10 @@ impl Emitter {
         Emitter { tx, redactor }
     }
 
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     pub fn send(&self, ev: Event) {
         let _ = self.tx.send(self.redactor.event(ev));
     }
