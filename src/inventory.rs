@@ -92,6 +92,9 @@ struct RawInventory {
     secrets: Map<String, Value>,
     /// A YAML file of secrets (every value in it is secret), kept out of version control.
     secrets_file: Option<Spanned<String>>,
+    /// These hosts are the built-in lab: `converge` boots it first when it is down.
+    #[serde(default)]
+    lab: bool,
     #[serde(default)]
     hosts: IndexMap<String, Spanned<RawHost>>,
     #[serde(default)]
@@ -159,6 +162,8 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
     /// Every value that came from a `secrets:` map, for redaction.
     pub secret_values: BTreeSet<String>,
+    /// The hosts are the built-in lab's (`lab: true`).
+    pub lab: bool,
 }
 
 /// Shortest secret that can be redacted by value without blanking ordinary text.
@@ -332,6 +337,7 @@ impl Inventory {
             hosts,
             groups,
             secret_values,
+            lab: raw.lab,
         })
     }
 

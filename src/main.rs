@@ -1,5 +1,7 @@
 //! The `bosun` command line: parses flags, loads input, runs the engine, renders events.
 
+mod labcmd;
+
 use bosun::diag::LoadErrors;
 use bosun::engine::{self, Emitter, RunOptions};
 use bosun::inventory::Inventory;
@@ -45,6 +47,11 @@ enum Command {
         #[arg(long)]
         accept_new_host_keys: bool,
     },
+    /// The built-in lab of Debian 12 systemd hosts (systemd-nspawn; root, Linux).
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
     /// Run an ad-hoc shell command on matching hosts.
     Exec {
         #[arg(short, long)]
@@ -62,6 +69,37 @@ enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Boot the lab (builds the Debian 12 base image once; later runs reuse it).
+    Up {
+        /// How many hosts: the seven of the seed first, then host08, host09, ...
+        #[arg(long, default_value_t = 7)]
+        hosts: usize,
+    },
+    /// Stop every lab host and remove their disks, the bridge and NAT rules.
+    Down,
+    /// Like down, and also delete the cached base image.
+    Destroy,
+    /// Which hosts run and answer SSH.
+    Status {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// A shell (or one command) on a lab host, over SSH with its key verified.
+    Ssh {
+        name: String,
+        #[arg(trailing_var_arg = true)]
+        cmd: Vec<String>,
+    },
+    /// Power a host off hard: every process killed, no clean shutdown (fault drills).
+    Kill { name: String },
+    /// Boot one host again with its disk as it was.
+    Start { name: String },
+    /// List anything the lab left on this machine (processes, mounts, bridge, rules).
+    Leftovers,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +190,7 @@ fn main() -> ExitCode {
                 host,
                 accept_new_host_keys,
             } => facts(&inventory, &host, accept_new_host_keys).await,
+            Command::Lab { command } => lab(command).await,
             Command::Exec {
                 inventory,
                 limit,
@@ -267,6 +306,16 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
     let templates = Templates::new();
     if let Err(e) = engine::preflight(&inv, &site, &opts, &templates) {
         return load_errors(&e);
+    }
+    // The lab inventory boots its hosts first, once the input is known to be good.
+    if inv.lab {
+        let cfg = match labcmd::config_for(&inv) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = labcmd::ensure_up(&cfg).await {
+            return fail(format!("cannot bring the lab up: {e}"));
+        }
     }
     let redactor = Redactor::new(&inv.secret_values);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -460,4 +509,80 @@ async fn exec(
         }
     }
     code
+}
+
+async fn lab(cmd: LabCommand) -> u8 {
+    use bosun::lab::{self as l, LabConfig};
+    let cfg = match &cmd {
+        LabCommand::Up { hosts } => LabConfig::default_with_hosts(*hosts),
+        _ => LabConfig::default(),
+    };
+    let r: Result<u8, String> = match cmd {
+        LabCommand::Up { .. } => l::up(&cfg, &labcmd::print_event)
+            .await
+            .map(|st| {
+                println!(
+                    "lab up: {} hosts; known_hosts {}",
+                    st.hosts.len(),
+                    l::known_hosts_path(&cfg).display()
+                );
+                0
+            })
+            .map_err(|e| e.to_string()),
+        LabCommand::Down => l::down(&cfg, &labcmd::print_event)
+            .await
+            .map(|_| 0)
+            .map_err(|e| e.to_string()),
+        LabCommand::Destroy => l::destroy(&cfg, &labcmd::print_event)
+            .await
+            .map(|_| 0)
+            .map_err(|e| e.to_string()),
+        LabCommand::Status { output } => l::status(&cfg)
+            .await
+            .map(|st| {
+                match output {
+                    OutputFormat::Json => {
+                        println!("{}", serde_json::to_string(&st).unwrap_or_default())
+                    }
+                    OutputFormat::Text => {
+                        println!(
+                            "bridge {} {}; base image {}",
+                            st.bridge,
+                            if st.bridge_up { "up" } else { "down" },
+                            if st.base_ready { "built" } else { "not built" }
+                        );
+                        for h in &st.hosts {
+                            println!(
+                                "{:<12} {:<12} {:<8} sshd {}",
+                                h.name,
+                                h.address,
+                                if h.running { "running" } else { "stopped" },
+                                if h.sshd { "answers" } else { "-" }
+                            );
+                        }
+                    }
+                }
+                u8::from(!st.all_ready())
+            })
+            .map_err(|e| e.to_string()),
+        LabCommand::Ssh { name, cmd } => labcmd::ssh(&cfg, &name, &cmd)
+            .await
+            .map(|rc| rc.clamp(0, 255) as u8),
+        LabCommand::Kill { name } => l::kill_host(&cfg, &name)
+            .await
+            .map(|_| 0)
+            .map_err(|e| e.to_string()),
+        LabCommand::Start { name } => l::start_host(&cfg, &name, &labcmd::print_event)
+            .await
+            .map(|_| 0)
+            .map_err(|e| e.to_string()),
+        LabCommand::Leftovers => {
+            let left = l::leftovers(&cfg);
+            for x in &left {
+                println!("{x}");
+            }
+            Ok(u8::from(!left.is_empty()))
+        }
+    };
+    r.unwrap_or_else(fail)
 }

@@ -426,10 +426,90 @@ impl Connection {
         Ok(out)
     }
 
+    /// An interactive login shell on a pseudo-terminal (`bosun lab ssh NAME`): the local
+    /// terminal is put in raw mode for the session and restored afterwards.
+    pub async fn interactive(&self) -> Result<i32, SshError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let err = |e: russh::Error| SshError::Session {
+            addr: self.addr.clone(),
+            reason: e.to_string(),
+        };
+        let mut ch = self.handle.channel_open_session().await.map_err(err)?;
+        let (cols, rows) = console::Term::stdout()
+            .size_checked()
+            .map(|(r, c)| (c, r))
+            .unwrap_or((80, 24));
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into());
+        ch.request_pty(false, &term, cols.into(), rows.into(), 0, 0, &[])
+            .await
+            .map_err(err)?;
+        ch.request_shell(false).await.map_err(err)?;
+        let _raw = RawMode::enter();
+        let mut stdin = tokio::io::stdin();
+        let mut stdout = tokio::io::stdout();
+        let mut buf = [0u8; 4096];
+        let mut stdin_open = true;
+        let mut rc = 0;
+        loop {
+            tokio::select! {
+                n = stdin.read(&mut buf), if stdin_open => match n {
+                    Ok(0) | Err(_) => {
+                        stdin_open = false;
+                        let _ = ch.eof().await;
+                    }
+                    Ok(n) => ch.data(&buf[..n]).await.map_err(err)?,
+                },
+                msg = ch.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                        let _ = stdout.write_all(&data).await;
+                        let _ = stdout.flush().await;
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => rc = exit_status as i32,
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+        Ok(rc)
+    }
+
     pub async fn close(&self) {
         let _ = self
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+/// Puts the local terminal in raw mode while alive (no-op when stdin is not a terminal).
+struct RawMode(Option<libc::termios>);
+
+impl RawMode {
+    fn enter() -> RawMode {
+        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed, then filled, termios struct.
+        unsafe {
+            if libc::isatty(0) != 1 {
+                return RawMode(None);
+            }
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return RawMode(None);
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            RawMode(Some(saved))
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = self.0 {
+            // SAFETY: restoring the attributes saved in `enter`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
+        }
     }
 }
