@@ -49,4 +49,14 @@ install_deps() {
 stage "install dependencies" install_deps || exit 1
 stage "build" cargo build --release --all-targets || exit 1
 stage "unit + integration tests" cargo test --release -- --test-threads 2 || exit 1
+
+# The lab: real systemd hosts. Whatever happens in its tests, it is torn down and the
+# machine is checked for leftovers.
+BOSUN=target/release/bosun
+lab_teardown() {
+    stage "lab down + leftover check" cargo test --release --test lab_teardown -- --ignored
+}
+trap 'lab_teardown; summary' EXIT
+stage "lab up (7 hosts)" "$BOSUN" lab up --hosts 7 || exit 1
+stage "lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
 exit $FAILED
