@@ -30,6 +30,8 @@ impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Debug info names the undefined variable in errors, in release builds too.
+        env.set_debug(true);
         // A template file's final newline belongs in the file it renders.
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)

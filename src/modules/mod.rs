@@ -19,6 +19,7 @@ pub mod group;
 pub mod lineinfile;
 pub mod npm;
 pub mod pip;
+pub mod postgresql;
 pub mod sysctl;
 pub mod systemd;
 pub mod template;
@@ -262,6 +263,8 @@ pub const NAMES: &[&str] = &[
     "ini",
     "lineinfile",
     "npm",
+    "pg_database",
+    "pg_role",
     "pip",
     "shell",
     "sysctl",
@@ -290,6 +293,8 @@ pub fn build(
         "ini" => boxed("ini", lineinfile::Ini::from_args(args)?),
         "npm" => boxed("npm", npm::Npm::from_args(args)?),
         "pip" => boxed("pip", pip::Pip::from_args(args)?),
+        "pg_role" => boxed("pg_role", postgresql::PgRole::from_args(args)?),
+        "pg_database" => boxed("pg_database", postgresql::PgDatabase::from_args(args)?),
         "user" => boxed("user", user::User::from_args(args)?),
         "wait_for" => boxed("wait_for", wait_for::WaitFor::from_args(args)?),
         "copy" => boxed("copy", copy::Copy::from_args(args, ctl)?),
