@@ -17,6 +17,7 @@ pub mod render;
 pub mod shell;
 pub mod site;
 pub mod ssh;
+pub mod status;
 pub mod template;
 pub mod text;
 pub mod yaml;

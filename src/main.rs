@@ -47,6 +47,17 @@ enum Command {
         #[arg(long)]
         accept_new_host_keys: bool,
     },
+    /// The database tier at a glance: Patroni members and HAProxy backends.
+    Status {
+        #[arg(short, long)]
+        inventory: PathBuf,
+        #[arg(long, default_value = "postgres")]
+        postgres_group: String,
+        #[arg(long, default_value = "balancers")]
+        balancer_group: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// The built-in lab of Debian 12 systemd hosts (systemd-nspawn; root, Linux).
     Lab {
         #[command(subcommand)]
@@ -191,6 +202,12 @@ fn main() -> ExitCode {
                 accept_new_host_keys,
             } => facts(&inventory, &host, accept_new_host_keys).await,
             Command::Lab { command } => lab(command).await,
+            Command::Status {
+                inventory,
+                postgres_group,
+                balancer_group,
+                output,
+            } => status(&inventory, &postgres_group, &balancer_group, output).await,
             Command::Exec {
                 inventory,
                 limit,
@@ -585,4 +602,114 @@ async fn lab(cmd: LabCommand) -> u8 {
         }
     };
     r.unwrap_or_else(fail)
+}
+
+async fn status(path: &Path, pg_group: &str, lb_group: &str, output: OutputFormat) -> u8 {
+    use bosun::status as st;
+    let inv = match Inventory::load(path) {
+        Ok(i) => i,
+        Err(e) => return load_errors(&e.into()),
+    };
+    let copts = ConnectOptions::from_inventory(&inv.ssh, &inv.known_hosts, false);
+    let pg_hosts = inv.select(pg_group).unwrap_or_default();
+    let lb_hosts = inv.select(lb_group).unwrap_or_default();
+    let mut problems = Vec::new();
+    // Any reachable member can describe the whole cluster.
+    let mut members = None;
+    for h in &pg_hosts {
+        let rest = format!(
+            "{}:8008",
+            h.vars
+                .get("private_address")
+                .and_then(Value::as_str)
+                .unwrap_or(&h.address)
+        );
+        match Connection::open(h, &copts).await {
+            Ok(c) => {
+                let r = c.run(&st::patroni_script(&rest)).await;
+                c.close().await;
+                match r {
+                    Ok(o) if o.rc == 0 => {
+                        match st::parse_cluster(&String::from_utf8_lossy(&o.stdout)) {
+                            Ok(m) => {
+                                members = Some(m);
+                                break;
+                            }
+                            Err(e) => problems.push(format!("{}: {e}", h.name)),
+                        }
+                    }
+                    Ok(o) => problems.push(format!(
+                        "{}: Patroni REST API did not answer (exit {})",
+                        h.name, o.rc
+                    )),
+                    Err(e) => problems.push(format!("{}: {e}", h.name)),
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", h.name)),
+        }
+    }
+    let mut backends = Vec::new();
+    for h in &lb_hosts {
+        match Connection::open(h, &copts).await {
+            Ok(c) => {
+                let r = c.run(st::HAPROXY_SCRIPT).await;
+                c.close().await;
+                match r {
+                    Ok(o) if o.rc == 0 => backends.extend(st::parse_haproxy_csv(
+                        &h.name,
+                        &String::from_utf8_lossy(&o.stdout),
+                    )),
+                    Ok(o) => problems.push(format!(
+                        "{}: HAProxy stats did not answer (exit {})",
+                        h.name, o.rc
+                    )),
+                    Err(e) => problems.push(format!("{}: {e}", h.name)),
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", h.name)),
+        }
+    }
+    let members = members.unwrap_or_default();
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({"patroni": members, "haproxy": backends, "problems": problems})
+        ),
+        OutputFormat::Text => {
+            println!("PATRONI MEMBER  HOST          ROLE           STATE      TL   LAG(MB)");
+            for m in &members {
+                println!(
+                    "{:<15} {:<13} {:<14} {:<10} {:<4} {}",
+                    m.name,
+                    m.host,
+                    m.role,
+                    m.state,
+                    m.timeline.map(|t| t.to_string()).unwrap_or_default(),
+                    m.lag_mb
+                        .map(|l| format!("{l:.1}"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            println!();
+            println!("HAPROXY  PROXY          SERVER   STATUS");
+            for b in &backends {
+                let line = format!(
+                    "{:<8} {:<14} {:<8} {}",
+                    b.balancer, b.proxy, b.server, b.status
+                );
+                println!(
+                    "{}",
+                    if b.status.starts_with("UP") {
+                        console::style(line).green()
+                    } else {
+                        console::style(line).red()
+                    }
+                );
+            }
+            for p in &problems {
+                eprintln!("{} {p}", console::style("warning:").yellow());
+            }
+        }
+    }
+    u8::from(members.is_empty() || !problems.is_empty())
 }

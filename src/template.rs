@@ -30,6 +30,9 @@ impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Config files are not HTML: minijinja would JSON-escape `.yml`/`.json` templates
+        // and HTML-escape `.html` ones by file name. Values go in as written.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         // Debug info names the undefined variable in errors, in release builds too.
         env.set_debug(true);
         // A template file's final newline belongs in the file it renders.
@@ -63,6 +66,33 @@ impl Templates {
                 .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: not UTF-8"))
         });
         env.add_filter("regex_replace", regex_replace);
+        // Ansible's `extract`: `groups.db | map('extract', hostvars, 'address')`.
+        env.add_filter(
+            "extract",
+            |key: JValue, container: JValue, attr: Option<String>| -> Result<JValue, Error> {
+                let v = container.get_item(&key)?;
+                if v.is_undefined() {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedError,
+                        format!("extract: no `{key}` in the container"),
+                    ));
+                }
+                match attr {
+                    Some(a) => {
+                        let x = v.get_attr(&a)?;
+                        if x.is_undefined() {
+                            Err(Error::new(
+                                ErrorKind::UndefinedError,
+                                format!("extract: `{key}` has no `{a}`"),
+                            ))
+                        } else {
+                            Ok(x)
+                        }
+                    }
+                    None => Ok(v),
+                }
+            },
+        );
         env.add_filter("regex_search", regex_search);
         env.add_filter("split", |s: String, sep: Option<String>| -> Vec<String> {
             match sep {
@@ -364,6 +394,19 @@ mod tests {
             t.render_str("{{ m | to_yaml }}", &c).unwrap().trim(),
             "a: 1"
         );
+    }
+
+    #[test]
+    fn yaml_templates_are_not_escaped() {
+        let dir = std::env::temp_dir().join(format!("bosun-tpl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("x.yml.j2");
+        std::fs::write(&f, "a: {{ s }}\nb: {{ l | to_json }}\n").unwrap();
+        let out = Templates::new()
+            .render_file(&f, &ctx(json!({"s": "10.0.0.1", "l": ["x"]})))
+            .unwrap();
+        assert_eq!(out, "a: 10.0.0.1\nb: [\"x\"]\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -100,6 +100,8 @@ fn seven_hosts_converge_and_are_healthy() {
 #[test]
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn a_stopped_unit_is_started_again_and_reported() {
+    let (o, _) = converge(&["-l", "etcd"]);
+    assert!(o.status.success(), "converged first: {:?}", text(&o));
     let (rc, _) = lab_ssh("etcd", "systemctl stop prometheus-node-exporter");
     assert_eq!(rc, 0);
     let (o, evs) = converge(&["-l", "etcd"]);
@@ -117,6 +119,8 @@ fn a_stopped_unit_is_started_again_and_reported() {
 #[test]
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn plan_on_the_lab_shows_a_hand_edit() {
+    let (o, _) = converge(&["-l", "lb"]);
+    assert!(o.status.success(), "converged first: {:?}", text(&o));
     let (rc, _) = lab_ssh("lb", "echo 'edited by hand' > /etc/motd");
     assert_eq!(rc, 0);
     let o = bosun(&repo(), &["plan", "-i", "inventory/lab.yml", "-l", "lb"]);

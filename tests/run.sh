@@ -34,7 +34,7 @@ summary() {
 trap summary EXIT
 
 install_deps() {
-    local pkgs=(openssh-server openssh-client python3-venv debootstrap systemd-container iptables iproute2 curl ca-certificates)
+    local pkgs=(openssh-server openssh-client python3-venv debootstrap systemd-container iptables iproute2 curl ca-certificates postgresql-client)
     command -v npm >/dev/null || pkgs+=(nodejs npm)
     command -v cc >/dev/null || pkgs+=(build-essential)
     local missing=()
@@ -59,4 +59,5 @@ lab_teardown() {
 trap 'lab_teardown; summary' EXIT
 stage "lab up (7 hosts)" "$BOSUN" lab up --hosts 7 || exit 1
 stage "lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
+stage "lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
 exit $FAILED

@@ -404,7 +404,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                             fd
                         });
                     }
-                    let wait_only = effects == Effects::None;
+                    let wait_only = effects == Effects::Wait;
                     if check {
                         r.predicted = stale(&effects, &self.pending_effects);
                         self.pending_effects.push(effects);
@@ -420,6 +420,9 @@ impl<'a, 'b> HostRun<'a, 'b> {
                         reports.push((q.entry, r, res));
                     } else {
                         let step = applies.push(&q.unit.module.apply(c.action.as_ref()));
+                        // Waiting means the host is expected to change under us (a server
+                        // coming up): everything probed after a wait is probed again.
+                        let effects = if wait_only { Effects::Host } else { effects };
                         applied.push(effects.clone());
                         self.pending_effects.push(effects);
                         apply_step.push((reports.len(), step));
@@ -450,6 +453,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
                         res.rc = o.rc;
                         res.stdout = o.stdout;
                         res.stderr = o.stderr;
+                        if o.rc == 0 && !res.changed {
+                            // A wait that succeeded changed nothing.
+                            r.status = Status::Ok;
+                        }
                         if o.rc != 0 {
                             res.failed = true;
                             res.changed = false;
@@ -473,9 +480,6 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let mut finished = Vec::new();
         for (entry, mut r, mut res) in reports {
             self.post_conditions(&entries[entry], &mut r, &mut res);
-            if r.status == Status::Changed && entries[entry].task.module != "wait_for" {
-                res.changed = true;
-            }
             self.emit(r);
             finished.push((entry, res));
         }
@@ -673,7 +677,9 @@ pub fn stale(effects: &Effects, applied: &[Effects]) -> bool {
         return true;
     }
     match effects {
-        Effects::Host | Effects::None => applied.iter().any(|a| *a != Effects::None),
+        Effects::Host | Effects::None | Effects::Wait => {
+            applied.iter().any(|a| *a != Effects::None)
+        }
         Effects::Paths(mine) => applied.iter().any(|a| match a {
             Effects::Paths(theirs) => mine.iter().any(|m| theirs.iter().any(|t| overlaps(m, t))),
             _ => false,

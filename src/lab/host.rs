@@ -84,13 +84,18 @@ async fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), LabErro
 }
 
 /// Writes identity, network and SSH files into the mounted root. Files that
-/// follow from the config are rewritten on every boot; the machine id and host
-/// keys are created once and then kept, because they are the host's identity
+/// follow from the config are rewritten on every boot; /etc/hosts, the machine id and
+/// host keys are created once and then kept, because they are the host's identity
 /// (a restarted host must present the same host key).
 pub(crate) async fn prepare_root(hp: &HostPaths, s: &HostSetup) -> Result<Vec<PubKey>, LabError> {
     let root = &hp.root;
     write_file(&root.join("etc/hostname"), &format!("{}\n", s.name), 0o644).await?;
-    write_file(&root.join("etc/hosts"), &s.hosts_file, 0o644).await?;
+    // /etc/hosts is seeded once: after that it belongs to the host (roles manage it), and
+    // a reboot must not undo what a converge wrote.
+    let hosts = root.join("etc/hosts");
+    if !tokio::fs::try_exists(&hosts).await.unwrap_or(false) {
+        write_file(&hosts, &s.hosts_file, 0o644).await?;
+    }
     write_file(
         &root.join("etc/systemd/network/10-host0.network"),
         &files::network_file(s.address, s.prefix_len, s.gateway, s.dns),

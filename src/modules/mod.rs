@@ -133,8 +133,11 @@ pub enum Effects {
     Paths(Vec<String>),
     /// Anything on the host: packages, users, commands. Later tasks are re-probed.
     Host,
-    /// Nothing another task could observe (e.g. waiting for a port).
+    /// Nothing another task could observe.
     None,
+    /// Waits for a condition (a port, a URL): changes nothing itself, but the host is
+    /// expected to change while it waits, so later probes are taken again.
+    Wait,
 }
 
 /// A module failed to make sense of what the probe printed, or the host's state forbids the

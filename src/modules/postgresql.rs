@@ -269,8 +269,10 @@ impl Module for PgRole {
         self.a.conn.run_sql(&sql)
     }
 
+    /// Database objects: later database probes (a database owned by this role) must
+    /// see the change, so everything after it is probed again.
     fn effects(&self) -> Effects {
-        Effects::None
+        Effects::Host
     }
 }
 
@@ -457,8 +459,10 @@ impl Module for PgDatabase {
         self.a.conn.run_sql(&sql)
     }
 
+    /// Database objects: later database probes (a database owned by this role) must
+    /// see the change, so everything after it is probed again.
     fn effects(&self) -> Effects {
-        Effects::None
+        Effects::Host
     }
 }
 

@@ -89,7 +89,7 @@ pub enum Check {
 /// The wait is not a change to the host: an engine reporting results should count a
 /// `wait_for` that had to wait as **ok**, not **changed** (its [`Change::summary`] reads
 /// "wait for 127.0.0.1:5432" so a plan still shows that it will wait). A timeout is a
-/// failure, with the message from the loop. [`Effects::None`]: nothing it does can make
+/// failure, with the message from the loop. [`Effects::Wait`]: nothing it does can make
 /// another task's probe stale.
 #[derive(Debug)]
 pub struct WaitFor {
@@ -340,7 +340,7 @@ impl Module for WaitFor {
     }
 
     fn effects(&self) -> Effects {
-        Effects::None
+        Effects::Wait
     }
 }
 
