@@ -172,8 +172,7 @@ fn database_tier_replicates_fails_over_and_rejoins() {
     assert!(!failures.is_empty(), "the kill must interrupt writes");
     let before = acked
         .iter()
-        .filter(|(t, _)| *t <= killed_at)
-        .last()
+        .rfind(|(t, _)| *t <= killed_at)
         .expect("commits before the kill")
         .0;
     let after = acked
