@@ -262,8 +262,24 @@ impl Controller for TaskController<'_> {
         })
     }
 
-    fn locate(&self, src: &str) -> Option<PathBuf> {
-        self.find(self.role.template_dirs(self.project), src)
+    fn find_path(&self, src: &str) -> Result<PathBuf, ArgError> {
+        let p = std::path::Path::new(src);
+        let mut dirs = self.role.file_dirs(self.project);
+        dirs.push(self.project.root.clone());
+        let found = if p.is_absolute() {
+            p.exists().then(|| p.to_path_buf())
+        } else {
+            dirs.iter().map(|d| d.join(src)).find(|c| c.exists())
+        };
+        found.ok_or_else(|| {
+            ArgError::new(format!("`{src}` not found on the controller")).hint(format!(
+                "give an absolute path, or put it in one of: {}",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
     }
 }
 

@@ -320,8 +320,8 @@ pub(crate) mod tests {
                 other => Err(ArgError::new(format!("template `{other}` not found"))),
             }
         }
-        fn locate(&self, _: &str) -> Option<PathBuf> {
-            None
+        fn find_path(&self, src: &str) -> Result<PathBuf, ArgError> {
+            Err(ArgError::new(format!("`{src}` not found")))
         }
     }
 

@@ -23,6 +23,7 @@ pub mod postgresql;
 pub mod sysctl;
 pub mod systemd;
 pub mod template;
+pub mod upload;
 pub mod user;
 pub mod wait_for;
 
@@ -183,8 +184,9 @@ pub trait Controller {
     fn read_file(&self, src: &str) -> Result<Vec<u8>, ArgError>;
     /// Renders a template file (`template: src:`) with the host's variables.
     fn render_template(&self, src: &str) -> Result<String, ArgError>;
-    /// Where a controller path resolved to, for messages.
-    fn locate(&self, src: &str) -> Option<PathBuf>;
+    /// A controller file or directory named in a task (`upload: src:`): absolute, or
+    /// searched in the role's `files/` dirs, then the project root.
+    fn find_path(&self, src: &str) -> Result<PathBuf, ArgError>;
 }
 
 /// One module, typed. Implemented by every file in this directory.
@@ -273,6 +275,7 @@ pub const NAMES: &[&str] = &[
     "sysctl",
     "systemd",
     "template",
+    "upload",
     "user",
     "wait_for",
 ];
@@ -299,6 +302,7 @@ pub fn build(
         "pg_role" => boxed("pg_role", postgresql::PgRole::from_args(args)?),
         "pg_database" => boxed("pg_database", postgresql::PgDatabase::from_args(args)?),
         "user" => boxed("user", user::User::from_args(args)?),
+        "upload" => boxed("upload", upload::Upload::from_args(args, ctl)?),
         "wait_for" => boxed("wait_for", wait_for::WaitFor::from_args(args)?),
         "copy" => boxed("copy", copy::Copy::from_args(args, ctl)?),
         "sysctl" => boxed("sysctl", sysctl::Sysctl::from_args(args)?),
