@@ -68,8 +68,10 @@ pub struct Deploy;
 
 /// Packs are cached per controller path for the whole run: every host (and the preflight)
 /// uploads the same bytes, packed once.
-fn cache() -> &'static Mutex<HashMap<(PathBuf, Vec<String>), Arc<Packed>>> {
-    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, Vec<String>), Arc<Packed>>>> = OnceLock::new();
+type PackCache = Mutex<HashMap<(PathBuf, Vec<String>), Arc<Packed>>>;
+
+fn cache() -> &'static PackCache {
+    static CACHE: OnceLock<PackCache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -153,7 +155,7 @@ fn walk(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
-        if exclude.iter().any(|x| *x == name) {
+        if exclude.contains(&name) {
             continue;
         }
         let path = e.path();
