@@ -85,10 +85,6 @@ pub enum Event {
         host: String,
         seconds: f64,
     },
-    TaskStart {
-        host: String,
-        task: String,
-    },
     Task(TaskReport),
     HandlersSkipped {
         host: String,

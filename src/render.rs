@@ -102,7 +102,6 @@ impl Renderer {
                     self.line(&format!("  connected to {host} in {seconds:.2}s"));
                 }
             }
-            Event::TaskStart { .. } => {}
             Event::Task(r) => self.task(r),
             Event::HandlersSkipped { host, handlers, .. } => {
                 self.line(&format!("  {} [{host}] handlers not run because a task failed: {} (use --force-handlers)", style("note:").yellow(), handlers.join(", ")));

@@ -87,6 +87,8 @@ pub struct HostRun<'a, 'b> {
     pub stats: &'a mut HostStats,
     /// Handler names notified so far, per role.
     pub notified: BTreeSet<(String, String)>,
+    /// The task that failed the host, with its message.
+    pub failure: Option<(String, String)>,
     /// Effects of changes already made (or, in check mode, that would be made) in this
     /// play: later probes that they touch are re-run, or marked as predictions.
     pending_effects: Vec<Effects>,
@@ -107,6 +109,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             scope,
             stats,
             notified: BTreeSet::new(),
+            failure: None,
             pending_effects: Vec::new(),
         }
     }
@@ -131,6 +134,9 @@ impl<'a, 'b> HostRun<'a, 'b> {
 
     fn emit(&mut self, r: TaskReport) {
         self.stats.count(&r);
+        if r.status == Status::Failed && self.failure.is_none() {
+            self.failure = Some((r.task.clone(), r.message.clone().unwrap_or_default()));
+        }
         self.ctx.emit.send(Event::Task(r));
     }
 

@@ -371,11 +371,12 @@ pub async fn run(
                         }
                     }
                     if let HostEnd::Failed = end {
+                        let (task, message) = run.failure.take().unwrap_or_default();
                         emitter.send(Event::HostFailed {
                             host: host.name.clone(),
                             play: play.name.clone(),
-                            task: String::new(),
-                            message: "a task failed; see above".into(),
+                            task,
+                            message,
                         });
                     }
                     let execs = conn.exec_count() - execs_before;

@@ -198,6 +198,7 @@ impl Module for Systemd {
              || {{ echo \"systemctl show $u failed\" >&2; exit 3; }}\n\
              printf '%s\\n' \"$s\"\n\
              e=$(systemctl is-enabled \"$u\" 2>/dev/null)\n\
+             case \"$s\" in *LoadState=not-found*) [ -n \"$e\" ] || e=not-found ;; esac\n\
              [ -n \"$e\" ] || {{ echo \"systemctl is-enabled $u printed nothing\" >&2; exit 3; }}\n\
              echo \"is_enabled=$e\"\n",
             quote(&self.unit)
