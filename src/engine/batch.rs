@@ -4,14 +4,18 @@
 //! stderr are framed by marker lines carrying a random nonce, so nothing a step prints can
 //! be mistaken for a frame. In `stop_on_failure` mode (applies) a failing step ends the
 //! script: later steps depend on it and must not run.
+//!
+//! Probes are read-only, so slow ones (a `pip list`, an `npm ls`, a psql query) may run
+//! in the background, all at once, while the quick ones run in order: a round trip then
+//! costs about its slowest probe instead of the sum of them.
 
 use crate::modules::Observed;
 use rand::Rng;
 
 pub struct Batch {
     nonce: String,
-    script: String,
-    steps: usize,
+    /// Each step's shell and whether it may run in the background.
+    steps: Vec<(String, bool)>,
     stop_on_failure: bool,
 }
 
@@ -22,44 +26,74 @@ impl Batch {
             .take(16)
             .map(char::from)
             .collect();
-        let mut script = String::new();
-        script.push_str("__be=$(mktemp) || exit 99\ntrap 'rm -f \"$__be\"' EXIT\n");
-        script.push_str("export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n");
         Batch {
             nonce,
-            script,
-            steps: 0,
+            steps: Vec::new(),
             stop_on_failure,
         }
     }
 
-    /// Adds a step; returns its index.
+    /// Adds a step that runs in order; returns its index.
     pub fn push(&mut self, body: &str) -> usize {
-        let i = self.steps;
-        let n = &self.nonce;
-        self.script.push_str(&format!(
-            "printf '@@{n}:b:{i}\\n'\n( {body}\n) </dev/null 2>\"$__be\"\n__rc=$?\n"
-        ));
-        self.script.push_str(&format!(
-            "printf '\\n@@{n}:e:{i}:%d\\n' \"$__rc\"\ncat \"$__be\"\nprintf '\\n@@{n}:x:{i}\\n'\n"
-        ));
-        if self.stop_on_failure {
-            self.script.push_str("[ \"$__rc\" -eq 0 ] || exit 0\n");
-        }
-        self.steps += 1;
-        i
+        self.steps.push((body.to_string(), false));
+        self.steps.len() - 1
+    }
+
+    /// Adds a read-only step that may run in the background with the other slow ones.
+    /// (In `stop_on_failure` batches every step runs in order.)
+    pub fn push_background(&mut self, body: &str) -> usize {
+        self.steps.push((body.to_string(), !self.stop_on_failure));
+        self.steps.len() - 1
     }
 
     pub fn len(&self) -> usize {
-        self.steps
+        self.steps.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.steps == 0
+        self.steps.is_empty()
     }
 
-    pub fn script(&self) -> &str {
-        &self.script
+    /// The remote script: background steps start first, the rest run in order, then the
+    /// background results are framed once they have all finished.
+    pub fn script(&self) -> String {
+        let n = &self.nonce;
+        let mut s = String::from(
+            "__be=$(mktemp) || exit 99\n__bd=$(mktemp -d) || exit 99\n\
+             trap 'rm -rf \"$__be\" \"$__bd\"' EXIT\n\
+             export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n",
+        );
+        let background: Vec<usize> = (0..self.steps.len()).filter(|i| self.steps[*i].1).collect();
+        for &i in &background {
+            let body = &self.steps[i].0;
+            s.push_str(&format!(
+                "( ( {body}\n) </dev/null >\"$__bd/o{i}\" 2>\"$__bd/e{i}\"; echo $? >\"$__bd/r{i}\" ) &\n"
+            ));
+        }
+        for (i, (body, bg)) in self.steps.iter().enumerate() {
+            if *bg {
+                continue;
+            }
+            s.push_str(&format!(
+                "printf '@@{n}:b:{i}\\n'\n( {body}\n) </dev/null 2>\"$__be\"\n__rc=$?\n"
+            ));
+            s.push_str(&format!(
+                "printf '\\n@@{n}:e:{i}:%d\\n' \"$__rc\"\ncat \"$__be\"\nprintf '\\n@@{n}:x:{i}\\n'\n"
+            ));
+            if self.stop_on_failure {
+                s.push_str("[ \"$__rc\" -eq 0 ] || exit 0\n");
+            }
+        }
+        if !background.is_empty() {
+            s.push_str("wait\n");
+            for &i in &background {
+                s.push_str(&format!(
+                    "printf '@@{n}:b:{i}\\n'; cat \"$__bd/o{i}\"; printf '\\n@@{n}:e:{i}:%s\\n' \"$(cat \"$__bd/r{i}\")\"; \
+                     cat \"$__bd/e{i}\"; printf '\\n@@{n}:x:{i}\\n'\n"
+                ));
+            }
+        }
+        s
     }
 
     /// Splits the script's stdout into one result per step; steps that never ran (after a
@@ -67,34 +101,27 @@ impl Batch {
     pub fn parse(&self, stdout: &[u8]) -> Vec<Option<Observed>> {
         let text = String::from_utf8_lossy(stdout);
         let n = &self.nonce;
-        let mut out = vec![None; self.steps];
-        let mut rest: &str = &text;
-        for (i, slot) in out.iter_mut().enumerate() {
-            let begin = format!("@@{n}:b:{i}\n");
-            let Some(bpos) = rest.find(&begin) else { break };
-            let after_begin = &rest[bpos + begin.len()..];
-            let end_prefix = format!("\n@@{n}:e:{i}:");
-            let Some(epos) = after_begin.find(&end_prefix) else {
-                break;
-            };
-            let stdout = &after_begin[..epos];
-            let after_end = &after_begin[epos + end_prefix.len()..];
-            let Some(nl) = after_end.find('\n') else {
-                break;
-            };
-            let rc: i32 = after_end[..nl].trim().parse().unwrap_or(-1);
-            let after_rc = &after_end[nl + 1..];
-            let x = format!("\n@@{n}:x:{i}\n");
-            let Some(xpos) = after_rc.find(&x) else { break };
-            let stderr = &after_rc[..xpos];
-            *slot = Some(Observed {
-                rc,
-                stdout: stdout.to_string(),
-                stderr: stderr.to_string(),
-            });
-            rest = &after_rc[xpos + x.len()..];
-        }
-        out
+        (0..self.steps.len())
+            .map(|i| {
+                let begin = format!("@@{n}:b:{i}\n");
+                let bpos = text.find(&begin)?;
+                let after_begin = &text[bpos + begin.len()..];
+                let end_prefix = format!("\n@@{n}:e:{i}:");
+                let epos = after_begin.find(&end_prefix)?;
+                let stdout = &after_begin[..epos];
+                let after_end = &after_begin[epos + end_prefix.len()..];
+                let nl = after_end.find('\n')?;
+                let rc: i32 = after_end[..nl].trim().parse().unwrap_or(-1);
+                let after_rc = &after_end[nl + 1..];
+                let x = format!("\n@@{n}:x:{i}\n");
+                let xpos = after_rc.find(&x)?;
+                Some(Observed {
+                    rc,
+                    stdout: stdout.to_string(),
+                    stderr: after_rc[..xpos].to_string(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -109,6 +136,39 @@ mod tests {
             .output()
             .unwrap();
         b.parse(&out.stdout)
+    }
+
+    #[test]
+    fn background_steps_overlap_and_keep_their_frames() {
+        let mut b = Batch::new(false);
+        b.push_background("sleep 0.3; echo slow1; exit 4");
+        b.push("echo quick");
+        b.push_background("sleep 0.3; echo slow2 >&2");
+        let t0 = std::time::Instant::now();
+        let r = run(&b);
+        // Two 0.3 s probes in the background take about 0.3 s, not 0.6 s.
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(550),
+            "{:?}",
+            t0.elapsed()
+        );
+        let r: Vec<Observed> = r
+            .into_iter()
+            .map(|o| o.expect("every step framed"))
+            .collect();
+        assert_eq!((r[0].stdout.as_str(), r[0].rc), ("slow1\n", 4));
+        assert_eq!(r[1].stdout, "quick\n");
+        assert_eq!(r[2].stderr, "slow2\n");
+    }
+
+    #[test]
+    fn applies_never_run_in_the_background() {
+        let mut b = Batch::new(true);
+        b.push_background("false");
+        b.push("echo never");
+        let r = run(&b);
+        assert_eq!(r[0].as_ref().map(|o| o.rc), Some(1));
+        assert!(r[1].is_none());
     }
 
     #[test]

@@ -320,12 +320,19 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let mut probes = Batch::new(false);
         let mut step_of: Vec<Option<usize>> = Vec::with_capacity(queue.len());
         for q in queue.iter() {
-            step_of.push(q.unit.module.probe().map(|p| probes.push(&p)));
+            let m = &q.unit.module;
+            step_of.push(m.probe().map(|p| {
+                if m.slow_probe() {
+                    probes.push_background(&p)
+                } else {
+                    probes.push(&p)
+                }
+            }));
         }
         let observed = if probes.is_empty() {
             Vec::new()
         } else {
-            match self.conn.run(probes.script()).await {
+            match self.conn.run(&probes.script()).await {
                 Ok(out) => probes.parse(&out.stdout),
                 Err(e) => return Err(HostEnd::Unreachable(e.to_string())),
             }
@@ -448,7 +455,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
         // Apply what was planned, in one round trip.
         let mut ran = reports.len();
         if !applies.is_empty() {
-            let results = match self.conn.run(applies.script()).await {
+            let results = match self.conn.run(&applies.script()).await {
                 Ok(out) => applies.parse(&out.stdout),
                 Err(e) => return Err(HostEnd::Unreachable(e.to_string())),
             };

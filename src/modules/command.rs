@@ -167,6 +167,11 @@ impl Module for Command {
     fn effects(&self) -> Effects {
         Effects::Host
     }
+
+    /// An `unless` guard runs an arbitrary command.
+    fn slow_probe(&self) -> bool {
+        self.unless.is_some()
+    }
 }
 
 /// Splits a command line into words the way a shell would for quoting only: single and

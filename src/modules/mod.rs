@@ -207,6 +207,12 @@ pub trait Module: Send + Sync + Sized + 'static {
 
     /// What an applied change may affect (see [`Effects`]).
     fn effects(&self) -> Effects;
+
+    /// Whether the probe is slow (it starts an interpreter or queries a server): slow
+    /// probes of a round run concurrently on the host.
+    fn slow_probe(&self) -> bool {
+        false
+    }
 }
 
 /// Object-safe face of [`Module`], so the engine can hold a list of mixed modules.
@@ -216,6 +222,7 @@ pub trait DynModule: Send + Sync {
     fn plan(&self, observed: &Observed) -> Result<Plan<Box<dyn Any + Send + Sync>>, ModuleError>;
     fn apply(&self, action: &(dyn Any + Send + Sync)) -> String;
     fn effects(&self) -> Effects;
+    fn slow_probe(&self) -> bool;
 }
 
 struct Named<M> {
@@ -255,6 +262,10 @@ impl<M: Module> DynModule for Named<M> {
 
     fn effects(&self) -> Effects {
         self.module.effects()
+    }
+
+    fn slow_probe(&self) -> bool {
+        self.module.slow_probe()
     }
 }
 

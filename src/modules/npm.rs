@@ -541,6 +541,11 @@ impl Module for Npm {
             None => Effects::Host,
         }
     }
+
+    /// Starts an interpreter or a client on every probe.
+    fn slow_probe(&self) -> bool {
+        true
+    }
 }
 
 fn short(hash: &str) -> &str {

@@ -443,6 +443,11 @@ impl Module for Pip {
         }
         Effects::Paths(paths)
     }
+
+    /// Starts an interpreter or a client on every probe.
+    fn slow_probe(&self) -> bool {
+        true
+    }
 }
 
 fn short(hash: &str) -> &str {

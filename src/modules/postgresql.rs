@@ -274,6 +274,11 @@ impl Module for PgRole {
     fn effects(&self) -> Effects {
         Effects::Host
     }
+
+    /// Starts an interpreter or a client on every probe.
+    fn slow_probe(&self) -> bool {
+        true
+    }
 }
 
 /// Whether `password` matches a stored `SCRAM-SHA-256$iter:salt$StoredKey:ServerKey`.
@@ -463,6 +468,11 @@ impl Module for PgDatabase {
     /// see the change, so everything after it is probed again.
     fn effects(&self) -> Effects {
         Effects::Host
+    }
+
+    /// Starts an interpreter or a client on every probe.
+    fn slow_probe(&self) -> bool {
+        true
     }
 }
 

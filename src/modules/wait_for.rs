@@ -342,6 +342,11 @@ impl Module for WaitFor {
     fn effects(&self) -> Effects {
         Effects::Wait
     }
+
+    /// Starts an interpreter or a client on every probe.
+    fn slow_probe(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
