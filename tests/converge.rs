@@ -91,7 +91,7 @@ const EVERY_TASKS: &str = r#"
 - name: a guarded shell
   shell: {cmd: "echo ran >> {{ base }}/shell.log", unless: "test -s {{ base }}/shell.log"}
 - name: wait for sshd
-  wait_for: {port: "{{ ssh_port }}", host: "{{ address }}", timeout: 10}
+  wait_for: {port: "{{ ssh_port }}", host: "{{ address }}", timeout: 60}
 - name: a python package in a venv
   pip: {name: ["six==1.16.0"], virtualenv: "{{ base }}/venv"}
 - name: an npm package
