@@ -52,14 +52,8 @@ const FRESHNESS: &[(&str, &str)] = &[
     ("lists_dir", "/var/lib/apt/lists"),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-    Latest,
-}
+/// `present`, `absent` or `latest`, as for every package module.
+pub use super::PackageState as State;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

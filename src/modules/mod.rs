@@ -269,6 +269,16 @@ impl<M: Module> DynModule for Named<M> {
     }
 }
 
+/// The states a package module (`apt`, `pip`, `npm`) can declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageState {
+    #[default]
+    Present,
+    Absent,
+    Latest,
+}
+
 /// Every module name a task may use, for "unknown module" errors with suggestions.
 pub const NAMES: &[&str] = &[
     "apt",

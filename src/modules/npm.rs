@@ -41,14 +41,8 @@ use std::collections::BTreeMap;
 /// The `npm ci` stamp, inside `node_modules`.
 pub const STAMP: &str = "node_modules/.bosun-lock.sha256";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-    Latest,
-}
+/// `present`, `absent` or `latest`, as for every package module.
+pub use super::PackageState as State;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

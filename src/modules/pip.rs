@@ -41,14 +41,8 @@ use std::sync::OnceLock;
 /// Where the requirements-file checksums live, inside the virtualenv.
 pub const STAMP: &str = ".bosun-requirements.sha256";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-    Latest,
-}
+/// `present`, `absent` or `latest`, as for every package module.
+pub use super::PackageState as State;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
