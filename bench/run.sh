@@ -8,6 +8,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 bosun=${BOSUN:-$repo/target/release/bosun}
+if [ ! -x "$bosun" ] && [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  bosun=$CARGO_TARGET_DIR/release/bosun
+fi
 if [ ! -x "$bosun" ]; then
   echo "bench: building bosun (cargo build --release)" >&2
   (cd "$repo" && cargo build --release)
