@@ -52,7 +52,9 @@ stage "unit + integration tests" cargo test --release -- --test-threads 2 || exi
 
 # The lab: real systemd hosts. Whatever happens in its tests, it is torn down and the
 # machine is checked for leftovers.
-BOSUN="$(pwd)/${CARGO_TARGET_DIR:-target}/release/bosun"
+tdir=${CARGO_TARGET_DIR:-target}
+case $tdir in /*) ;; *) tdir=$(pwd)/$tdir ;; esac
+BOSUN=$tdir/release/bosun
 export BOSUN
 lab_teardown() {
     stage "lab down + leftover check" cargo test --release --test lab_teardown -- --ignored
