@@ -58,12 +58,21 @@ impl Batch {
     /// background results are framed once they have all finished.
     pub fn script(&self) -> String {
         let n = &self.nonce;
-        let mut s = String::from(
-            "__be=$(mktemp) || exit 99\n__bd=$(mktemp -d) || exit 99\n\
-             trap 'rm -rf \"$__be\" \"$__bd\"' EXIT\n\
-             export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n",
-        );
         let background: Vec<usize> = (0..self.steps.len()).filter(|i| self.steps[*i].1).collect();
+        // Every process counts on the host (a no-op is a handful of them): the directory
+        // for background results is made only when there are background steps.
+        let mut s = if background.is_empty() {
+            String::from(
+                "__be=$(mktemp) || exit 99\ntrap 'rm -f \"$__be\"' EXIT\n\
+                 export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n",
+            )
+        } else {
+            String::from(
+                "__be=$(mktemp) || exit 99\n__bd=$(mktemp -d) || exit 99\n\
+                 trap 'rm -rf \"$__be\" \"$__bd\"' EXIT\n\
+                 export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n",
+            )
+        };
         for &i in &background {
             let body = &self.steps[i].0;
             s.push_str(&format!(
@@ -78,7 +87,7 @@ impl Batch {
                 "printf '@@{n}:b:{i}\\n'\n( {body}\n) </dev/null 2>\"$__be\"\n__rc=$?\n"
             ));
             s.push_str(&format!(
-                "printf '\\n@@{n}:e:{i}:%d\\n' \"$__rc\"\ncat \"$__be\"\nprintf '\\n@@{n}:x:{i}\\n'\n"
+                "printf '\\n@@{n}:e:{i}:%d\\n' \"$__rc\"\n[ ! -s \"$__be\" ] || cat \"$__be\"\nprintf '\\n@@{n}:x:{i}\\n'\n"
             ));
             if self.stop_on_failure {
                 s.push_str("[ \"$__rc\" -eq 0 ] || exit 0\n");

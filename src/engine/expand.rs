@@ -54,6 +54,9 @@ pub struct PlayVars<'a> {
     pub extra: &'a Map<String, Value>,
     pub globals: &'a Globals,
     pub play_hosts: &'a [String],
+    /// `play_hosts` as a template value, built once per play and shared (an Arc) by every
+    /// host's scope: converting it per host made memory grow with hosts².
+    pub play_hosts_value: JValue,
     pub check: bool,
     pub templates: &'a Templates,
 }
@@ -67,7 +70,8 @@ impl Scope {
             play_vars,
             extra,
             globals,
-            play_hosts,
+            play_hosts: _,
+            ref play_hosts_value,
             check,
             templates,
         } = *p;
@@ -97,7 +101,7 @@ impl Scope {
         vars.insert("group_names".into(), crate::template::jv(&host.groups));
         vars.insert("groups".into(), globals.groups.clone());
         vars.insert("hostvars".into(), globals.hostvars.clone());
-        vars.insert("play_hosts".into(), crate::template::jv(play_hosts));
+        vars.insert("play_hosts".into(), play_hosts_value.clone());
         vars.insert("check_mode".into(), JValue::from(check));
         let mut scope = Scope {
             vars,

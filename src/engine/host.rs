@@ -319,17 +319,31 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let check = self.ctx.opts.check;
         let mut probes = Batch::new(false);
         let mut step_of: Vec<Option<usize>> = Vec::with_capacity(queue.len());
-        for q in queue.iter() {
+        // Path probes (file, copy, template) go into one shared step: a fixed number of
+        // processes on the host for all of them. Their results are appended to `observed`
+        // after the batch's own steps.
+        let mut shared: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut shared_of: Vec<usize> = Vec::new(); // queue index of each shared path
+        for (qi, q) in queue.iter().enumerate() {
             let m = &q.unit.module;
-            step_of.push(m.probe().map(|p| {
-                if m.slow_probe() {
-                    probes.push_background(&p)
-                } else {
-                    probes.push(&p)
+            match m.path_probe() {
+                Some(pp) => {
+                    shared.push(pp);
+                    shared_of.push(qi);
+                    step_of.push(None);
                 }
-            }));
+                None => step_of.push(m.probe().map(|p| {
+                    if m.slow_probe() {
+                        probes.push_background(&p)
+                    } else {
+                        probes.push(&p)
+                    }
+                })),
+            }
         }
-        let observed = if probes.is_empty() {
+        let shared_step = (!shared.is_empty())
+            .then(|| probes.push(&crate::modules::fileops::probe_paths(&shared)));
+        let mut observed = if probes.is_empty() {
             Vec::new()
         } else {
             match self.conn.run(&probes.script()).await {
@@ -337,20 +351,58 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 Err(e) => return Err(HostEnd::Unreachable(e.to_string())),
             }
         };
+        if let Some(ss) = shared_step {
+            let split = observed
+                .get(ss)
+                .cloned()
+                .flatten()
+                .and_then(|o| crate::modules::fileops::split_probe_paths(&shared, &o));
+            let split = match split {
+                Some(v) => v.into_iter().map(Some).collect::<Vec<_>>(),
+                None => {
+                    // Something did not add up (a path changed under us, an unreadable
+                    // file): probe those paths one by one, as each module would.
+                    let mut one = Batch::new(false);
+                    for &qi in &shared_of {
+                        let body = queue[qi].unit.module.probe().unwrap_or_default();
+                        one.push(&body);
+                    }
+                    match self.conn.run(&one.script()).await {
+                        Ok(out) => one.parse(&out.stdout),
+                        Err(e) => return Err(HostEnd::Unreachable(e.to_string())),
+                    }
+                }
+            };
+            for (k, &qi) in shared_of.iter().enumerate() {
+                step_of[qi] = Some(observed.len());
+                observed.push(split.get(k).cloned().flatten());
+            }
+        }
 
         // Plan in order; collect applies until a stale probe.
         let mut reports: Vec<(usize, TaskReport, UnitResult)> = Vec::new();
         let mut applies = Batch::new(true);
         let mut apply_step: Vec<(usize, usize)> = Vec::new(); // (report index, batch step)
         let mut applied: Vec<Effects> = Vec::new();
+        // Units applied behind a guard tested again on the host (report indices), and the
+        // line such a unit prints when its guard holds by then.
+        let mut rechecked: Vec<usize> = Vec::new();
+        let guard_token = format!("@@bosun-guard-holds-{:016x}", rand::random::<u64>());
         for (qi, q) in queue.iter().enumerate() {
             let effects = q.unit.module.effects();
+            let mut guard = None;
             if !check && stale(&effects, &applied) {
-                break;
+                // A stale probe ends the round, unless the module can test its guard again
+                // on the host right before applying (guarded commands).
+                match q.unit.module.apply_guard() {
+                    Some(g) => guard = Some(g),
+                    None => break,
+                }
             }
             let e = &entries[q.entry];
             let mut r = self.report(e, q.unit.label.clone(), Status::Ok);
             let obs = match step_of[qi] {
+                _ if guard.is_some() => Observed::default(),
                 Some(s) => match observed.get(s).cloned().flatten() {
                     Some(o) => o,
                     None => {
@@ -432,10 +484,23 @@ impl<'a, 'b> HostRun<'a, 'b> {
                         }
                         reports.push((q.entry, r, res));
                     } else {
-                        let step = applies.push(&q.unit.module.apply(c.action.as_ref()));
+                        let body = q.unit.module.apply(c.action.as_ref());
+                        let step = match &guard {
+                            Some(g) => {
+                                rechecked.push(reports.len());
+                                applies.push(&format!(
+                                    "if {g}; then echo '{guard_token}'; exit 0; fi\n{body}"
+                                ))
+                            }
+                            None => applies.push(&body),
+                        };
                         // Waiting means the host is expected to change under us (a server
                         // coming up): everything probed after a wait is probed again.
-                        let effects = if wait_only { Effects::Host } else { effects };
+                        let effects = if wait_only {
+                            Effects::Host
+                        } else {
+                            q.unit.module.applied_effects(c.action.as_ref())
+                        };
                         applied.push(effects.clone());
                         self.pending_effects.push(effects);
                         apply_step.push((reports.len(), step));
@@ -462,6 +527,18 @@ impl<'a, 'b> HostRun<'a, 'b> {
             for (ri, step) in &apply_step {
                 let (_, r, res) = &mut reports[*ri];
                 match results.get(*step).cloned().flatten() {
+                    Some(o)
+                        if rechecked.contains(ri)
+                            && o.rc == 0
+                            && o.stdout.trim_end() == guard_token =>
+                    {
+                        res.changed = false;
+                        r.status = Status::Ok;
+                        r.summary = None;
+                        r.details.clear();
+                        r.always = false;
+                        r.message = Some("guard holds (tested again on the host)".into());
+                    }
                     Some(o) => {
                         res.rc = o.rc;
                         res.stdout = o.stdout;
@@ -693,16 +770,21 @@ pub fn stale(effects: &Effects, applied: &[Effects]) -> bool {
         Effects::Host | Effects::None | Effects::Wait => {
             applied.iter().any(|a| *a != Effects::None)
         }
-        Effects::Paths(mine) => applied.iter().any(|a| match a {
+        Effects::Paths(mine) | Effects::Created(mine) => applied.iter().any(|a| match a {
             Effects::Paths(theirs) => mine.iter().any(|m| theirs.iter().any(|t| overlaps(m, t))),
+            // A new empty directory: only the probes of it and of its parents went stale.
+            Effects::Created(theirs) => mine.iter().any(|m| theirs.iter().any(|t| under(t, m))),
             _ => false,
         }),
     }
 }
 
+/// `x` is `dir` or lies under it.
+fn under(x: &str, dir: &str) -> bool {
+    x == dir || x.starts_with(&format!("{}/", dir.trim_end_matches('/')))
+}
+
 fn overlaps(a: &str, b: &str) -> bool {
-    let under =
-        |x: &str, dir: &str| x == dir || x.starts_with(&format!("{}/", dir.trim_end_matches('/')));
     under(a, b) || under(b, a)
 }
 
@@ -724,5 +806,10 @@ mod tests {
             &[p("/etc/apt/sources.list.d/x.list")]
         ));
         assert!(!stale(&p("/etc/b"), &[Effects::None]));
+        let created = |s: &str| Effects::Created(vec![s.to_string()]);
+        assert!(!stale(&p("/srv/app/x.conf"), &[created("/srv/app")]));
+        assert!(stale(&p("/srv/app"), &[created("/srv/app")]));
+        assert!(stale(&p("/srv"), &[created("/srv/app")]));
+        assert!(stale(&Effects::Host, &[created("/srv/app")]));
     }
 }

@@ -135,6 +135,7 @@ pub fn preflight(
             extra: &opts.extra_vars,
             globals: &globals,
             play_hosts: &names,
+            play_hosts_value: crate::template::jv(&names),
             check: opts.check,
             templates,
         };
@@ -278,9 +279,12 @@ pub async fn run(
             extra: &opts.extra_vars,
             globals: &globals,
             play_hosts: &names,
+            play_hosts_value: crate::template::jv(&names),
             check: opts.check,
             templates: &templates,
         };
+        // Shared by every host's future (a clone per host made memory grow with hosts²).
+        let names_shared: Arc<Vec<String>> = Arc::new(names.clone());
         for batch in hosts.chunks(batch_size) {
             let mut futs = FuturesUnordered::new();
             for host in batch {
@@ -298,7 +302,7 @@ pub async fn run(
                 let opts = opts.clone();
                 let templates = templates.clone();
                 let site = site.clone();
-                let names = names.clone();
+                let names = names_shared.clone();
                 let roles = roles.clone();
                 futs.push(async move {
                     let _permit = forks.acquire().await;

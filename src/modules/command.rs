@@ -172,6 +172,21 @@ impl Module for Command {
     fn slow_probe(&self) -> bool {
         self.unless.is_some()
     }
+
+    /// The guards again, as one condition: true when the command must not run.
+    fn apply_guard(&self) -> Option<String> {
+        let mut conds = Vec::new();
+        if let Some(c) = &self.creates {
+            conds.push(format!("[ -e {} ]", quote(c)));
+        }
+        if let Some(r) = &self.removes {
+            conds.push(format!("[ ! -e {} ]", quote(r)));
+        }
+        if let Some(u) = &self.unless {
+            conds.push(format!("( {u} ) >/dev/null 2>&1 </dev/null"));
+        }
+        (!conds.is_empty()).then(|| conds.join(" || "))
+    }
 }
 
 /// Splits a command line into words the way a shell would for quoting only: single and

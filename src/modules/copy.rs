@@ -236,6 +236,10 @@ impl Module for Copy {
     fn effects(&self) -> Effects {
         Effects::Paths(vec![self.dest.clone()])
     }
+
+    fn path_probe(&self) -> Option<(&str, Option<&str>)> {
+        Some((&self.dest, Some(&self.sha)))
+    }
 }
 
 /// Prefixes an argument error from [`Copy::from_content`] with the module that was building it.

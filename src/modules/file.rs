@@ -209,6 +209,20 @@ impl Module for File {
     fn effects(&self) -> Effects {
         Effects::Paths(vec![self.path.clone()])
     }
+
+    fn path_probe(&self) -> Option<(&str, Option<&str>)> {
+        Some((&self.path, None))
+    }
+
+    fn applied_effects(&self, action: &Action) -> Effects {
+        match (action, &self.state) {
+            // A new, empty directory: nothing under it appeared.
+            (Action::Create { replace: false }, State::Directory) => {
+                Effects::Created(vec![self.path.clone()])
+            }
+            _ => self.effects(),
+        }
+    }
 }
 
 fn describe_new(attrs: &Attrs, src: Option<&str>) -> Vec<String> {

@@ -95,6 +95,119 @@ pub fn probe_path(path: &str, want_sha: Option<&str>) -> String {
     s
 }
 
+/// Shell that probes many paths at once, with a fixed number of processes whatever their
+/// count: one `stat` for every path that exists, one `sha256sum` for every regular file
+/// with a wanted checksum (plus `readlink` per symlink and `base64` per file that differs).
+/// [`split_probe_paths`] turns its output into one [`probe_path`]-shaped observation per
+/// path. No path is ever printed, so odd names cannot confuse the parser; the output is
+/// lines of `T type`, `L target`, `S mode owner group size`, `H sha256`, `B base64`.
+pub fn probe_paths(paths: &[(&str, Option<&str>)]) -> String {
+    let all: Vec<String> = paths.iter().map(|(p, _)| quote(p)).collect();
+    let mut s = format!(
+        "set -- {}\nn=$#\n\
+         for p do\n\
+         if [ -L \"$p\" ]; then echo 'T link'; printf 'L%s\\n' \"$(readlink \"$p\")\"\n\
+         elif [ -d \"$p\" ]; then echo 'T directory'\n\
+         elif [ -f \"$p\" ]; then echo 'T file'\n\
+         elif [ -e \"$p\" ]; then echo 'T other'\n\
+         else echo 'T absent'; continue; fi\n\
+         set -- \"$@\" \"$p\"\n\
+         done\nshift $n\n\
+         [ $# -eq 0 ] || stat -c 'S %a %U %G %s' -- \"$@\" || exit 3\n",
+        all.join(" ")
+    );
+    let hashed: Vec<(String, &str)> = paths
+        .iter()
+        .filter_map(|(p, w)| w.map(|w| (quote(p), w)))
+        .collect();
+    if !hashed.is_empty() {
+        let names: Vec<&str> = hashed.iter().map(|(p, _)| p.as_str()).collect();
+        let wants: String = hashed.iter().map(|(_, w)| format!("{w} ")).collect();
+        s.push_str(&format!(
+            "set -- {}\nn=$#\n__w='{wants}'\n__h=''\n\
+             for p do\n\
+             w=${{__w%% *}}; __w=${{__w#* }}\n\
+             if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then\n\
+             [ -r \"$p\" ] || {{ echo \"cannot read $p\" >&2; exit 3; }}\n\
+             set -- \"$@\" \"$p\"; __h=\"$__h$w \"\n\
+             fi\ndone\nshift $n\n\
+             [ $# -eq 0 ] || sha256sum -- \"$@\" | while IFS= read -r l; do\n\
+             l=${{l#\\\\}}; h=${{l%% *}}; w=${{__h%% *}}; __h=${{__h#* }}\n\
+             echo \"H $h\"\n\
+             if [ \"$h\" != \"$w\" ] && [ \"$(stat -c %s -- \"$1\")\" -le {DIFF_LIMIT} ]; then\n\
+             printf 'B'; base64 -w0 < \"$1\"; echo\nfi\nshift\ndone\n",
+            names.join(" ")
+        ));
+    }
+    s
+}
+
+/// Splits what [`probe_paths`] printed into one observation per path, each exactly what
+/// [`probe_path`] would have printed. `None` when the output does not add up (a path
+/// changed between the checks, a file could not be read): the caller then probes those
+/// paths one by one.
+pub fn split_probe_paths(paths: &[(&str, Option<&str>)], obs: &Observed) -> Option<Vec<Observed>> {
+    if obs.rc != 0 {
+        return None;
+    }
+    let mut lines = obs.stdout.lines().peekable();
+    let mut kinds: Vec<(String, Option<String>)> = Vec::with_capacity(paths.len());
+    for _ in paths {
+        let t = lines.next()?.strip_prefix("T ")?.to_string();
+        let target = if t == "link" {
+            Some(lines.next()?.strip_prefix('L')?.to_string())
+        } else {
+            None
+        };
+        kinds.push((t, target));
+    }
+    let mut outs: Vec<String> = Vec::with_capacity(paths.len());
+    for (t, target) in &kinds {
+        let mut o = format!("type={t}\n");
+        if let Some(tg) = target {
+            o.push_str(&format!("target={tg}\n"));
+        }
+        if t != "absent" {
+            let st = lines.next()?.strip_prefix("S ")?;
+            let f: Vec<&str> = st.split(' ').collect();
+            if f.len() != 4 {
+                return None;
+            }
+            o.push_str(&format!(
+                "mode={}\nowner={}\ngroup={}\nsize={}\n",
+                f[0], f[1], f[2], f[3]
+            ));
+        }
+        outs.push(o);
+    }
+    for (i, (_, want)) in paths.iter().enumerate() {
+        if want.is_none() || kinds[i].0 != "file" {
+            continue;
+        }
+        let h = lines.next()?.strip_prefix("H ")?;
+        if h.len() != 64 {
+            return None;
+        }
+        outs[i].push_str(&format!("sha256={h}\n"));
+        if lines.peek().is_some_and(|l| l.starts_with('B')) {
+            let b = lines.next()?;
+            outs[i].push_str(&format!("content_b64={}\n", &b[1..]));
+        }
+    }
+    if lines.next().is_some() {
+        return None;
+    }
+    Some(
+        outs.into_iter()
+            .map(|stdout| Observed {
+                rc: 0,
+                stdout,
+                stderr: String::new(),
+            })
+            .collect(),
+    )
+}
+
 /// Reads what [`probe_path`] printed.
 pub fn parse_path_state(obs: &Observed) -> Result<PathState, ModuleError> {
     if obs.rc != 0 {
@@ -191,15 +304,33 @@ pub fn apply_attrs(target: &str, want: &Attrs) -> String {
 /// validation leaves the old file in place and fails the task. New files default to 0644
 /// when no mode is declared; existing files keep their mode unless one is declared.
 pub fn write_file(path: &str, data: &[u8], attrs: &Attrs, validate: Option<&str>) -> String {
+    // Builtins wherever the shell has them: a new file without a declared mode costs one
+    // process (`mv`). The temp file is created empty with noclobber under a random name,
+    // with umask 022 only when its final mode is the default 0644 (new file, no mode), 077
+    // otherwise, so contents are never readable by others before the final chmod.
     let p = quote(path);
+    let suffix: String =
+        rand::Rng::sample_iter(rand::thread_rng(), &rand::distributions::Alphanumeric)
+            .take(12)
+            .map(char::from)
+            .collect();
+    let umask = if attrs.mode.is_some() { "077" } else { "022" };
     let mut s = format!(
-        "p={p}\nd=$(dirname \"$p\")\n\
+        "p={p}\nd=${{p%/*}}; d=${{d:-/}}\n\
          [ -d \"$d\" ] || {{ echo \"directory $d does not exist\" >&2; exit 1; }}\n\
-         t=$(mktemp \"$d/.bosun.XXXXXX\") || exit 1\n\
+         t=\"$d/.bosun.{suffix}\"\n\
+         if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then umask 077; else umask {umask}; fi\n\
+         set -C; : > \"$t\" || exit 1; set +C\n\
          trap 'rm -f \"$t\"' EXIT\n\
-         if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then chmod \"$(stat -c %a \"$p\")\" \"$t\"; chown \"$(stat -c %u:%g \"$p\")\" \"$t\"; else chmod 0644 \"$t\"; fi\n"
+         if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then chmod --reference=\"$p\" -- \"$t\" && chown --reference=\"$p\" -- \"$t\" || exit 1; fi\n"
     );
-    s.push_str(&format!("{{\n{}}} > \"$t\" || exit 1\n", emit_bytes(data)));
+    match std::str::from_utf8(data) {
+        // Text: the printf builtin, no process. NUL cannot live in a shell word.
+        Ok(text) if !text.contains('\0') => {
+            s.push_str(&format!("printf '%s' {} > \"$t\" || exit 1\n", quote(text)))
+        }
+        _ => s.push_str(&format!("{{\n{}}} > \"$t\" || exit 1\n", emit_bytes(data))),
+    }
     s.push_str(&apply_attrs("\"$t\"", attrs));
     if let Some(v) = validate {
         // The validator sees the temp path where the operator wrote %s.
@@ -268,6 +399,46 @@ mod tests {
             stdout: String::from_utf8_lossy(&out.stdout).into(),
             stderr: String::from_utf8_lossy(&out.stderr).into(),
         }
+    }
+
+    #[test]
+    fn probe_paths_matches_probe_path_one_by_one() {
+        let dir = std::env::temp_dir().join(format!("bosun-pp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub dir")).unwrap();
+        std::fs::write(dir.join("same.txt"), "same\n").unwrap();
+        std::fs::write(dir.join("differs.txt"), "old\n").unwrap();
+        std::fs::write(dir.join("new\nline's \\ odd"), "x").unwrap();
+        std::fs::write(dir.join("empty"), "").unwrap();
+        std::os::unix::fs::symlink("same.txt", dir.join("link")).unwrap();
+        let d = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        let same = sha256_hex(b"same\n");
+        let x = sha256_hex(b"x");
+        let cases: Vec<(String, Option<&str>)> = vec![
+            (d("same.txt"), Some(same.as_str())),
+            (d("absent"), Some(same.as_str())),
+            (d("sub dir"), None),
+            (d("differs.txt"), Some(same.as_str())),
+            (d("link"), Some(same.as_str())),
+            (d("new\nline's \\ odd"), Some(x.as_str())),
+            (d("sub dir"), Some(same.as_str())),
+            (d("empty"), None),
+            (d("empty"), Some("00")),
+            ("/dev/null".to_string(), None),
+        ];
+        let paths: Vec<(&str, Option<&str>)> =
+            cases.iter().map(|(p, w)| (p.as_str(), *w)).collect();
+        let together = run(&probe_paths(&paths));
+        let split = split_probe_paths(&paths, &together)
+            .unwrap_or_else(|| panic!("does not add up: {together:?}"));
+        for ((p, w), got) in paths.iter().zip(&split) {
+            let alone = run(&probe_path(p, *w));
+            assert_eq!(got.stdout, alone.stdout, "{p:?}");
+        }
+        // An unreadable file or an odd output falls back instead of guessing.
+        let bad = Observed::stdout("T file\nS 644 root root 1\n");
+        assert!(split_probe_paths(&[("/a", Some("00"))], &bad).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -132,6 +132,9 @@ impl<A> Plan<A> {
 pub enum Effects {
     /// Only these paths (and what lies under them).
     Paths(Vec<String>),
+    /// These directories were created where nothing existed: probes of paths under them
+    /// saw "absent" and still hold; the paths themselves and their parents are stale.
+    Created(Vec<String>),
     /// Anything on the host: packages, users, commands. Later tasks are re-probed.
     Host,
     /// Nothing another task could observe.
@@ -213,6 +216,25 @@ pub trait Module: Send + Sync + Sized + 'static {
     fn slow_probe(&self) -> bool {
         false
     }
+
+    /// When [`Module::probe`] is exactly [`fileops::probe_path`]: its path and wanted
+    /// checksum. The engine then probes all such paths of a round together, with a fixed
+    /// number of processes on the host instead of a few per path.
+    fn path_probe(&self) -> Option<(&str, Option<&str>)> {
+        None
+    }
+
+    /// What applying `action` affects, when the plan knows better than [`Module::effects`].
+    fn applied_effects(&self, _action: &Self::Action) -> Effects {
+        self.effects()
+    }
+
+    /// A shell condition that, when true on the host, means there is nothing to do. A
+    /// module that has one can be applied even when an earlier change in the same script
+    /// made its probe stale: the condition is tested again right before the apply.
+    fn apply_guard(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Object-safe face of [`Module`], so the engine can hold a list of mixed modules.
@@ -223,6 +245,9 @@ pub trait DynModule: Send + Sync {
     fn apply(&self, action: &(dyn Any + Send + Sync)) -> String;
     fn effects(&self) -> Effects;
     fn slow_probe(&self) -> bool;
+    fn path_probe(&self) -> Option<(&str, Option<&str>)>;
+    fn applied_effects(&self, action: &(dyn Any + Send + Sync)) -> Effects;
+    fn apply_guard(&self) -> Option<String>;
 }
 
 struct Named<M> {
@@ -266,6 +291,21 @@ impl<M: Module> DynModule for Named<M> {
 
     fn slow_probe(&self) -> bool {
         self.module.slow_probe()
+    }
+
+    fn path_probe(&self) -> Option<(&str, Option<&str>)> {
+        self.module.path_probe()
+    }
+
+    fn applied_effects(&self, action: &(dyn Any + Send + Sync)) -> Effects {
+        match action.downcast_ref::<M::Action>() {
+            Some(a) => self.module.applied_effects(a),
+            None => Effects::Host,
+        }
+    }
+
+    fn apply_guard(&self) -> Option<String> {
+        self.module.apply_guard()
     }
 }
 

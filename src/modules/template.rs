@@ -66,6 +66,10 @@ impl Module for Template {
     fn effects(&self) -> Effects {
         self.copy.effects()
     }
+
+    fn path_probe(&self) -> Option<(&str, Option<&str>)> {
+        self.copy.path_probe()
+    }
 }
 
 #[cfg(test)]
