@@ -241,7 +241,19 @@ pub async fn run(
         .collect();
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
 
-    'plays: for play in &site.plays {
+    // The last play of each host: its connection is closed as soon as that play is done
+    // for it, so memory and open sessions are bounded by --forks, not by the host count.
+    let mut last_play: HashMap<String, usize> = HashMap::new();
+    for (pi, play) in site.plays.iter().enumerate() {
+        if let Ok(hs) = play_hosts(&inv, play, &opts) {
+            for h in hs {
+                last_play.insert(h.name.clone(), pi);
+            }
+        }
+    }
+    let last_play = Arc::new(last_play);
+
+    'plays: for (play_index, play) in site.plays.iter().enumerate() {
         let Ok(hosts) = play_hosts(&inv, play, &opts) else {
             continue;
         };
@@ -303,6 +315,7 @@ pub async fn run(
                 let templates = templates.clone();
                 let site = site.clone();
                 let names = names_shared.clone();
+                let last_play = last_play.clone();
                 let roles = roles.clone();
                 futs.push(async move {
                     let _permit = forks.acquire().await;
@@ -384,6 +397,10 @@ pub async fn run(
                         });
                     }
                     let execs = conn.exec_count() - execs_before;
+                    if last_play.get(&host.name) == Some(&play_index) {
+                        conns.lock().await.remove(&host.name);
+                        conn.close().await;
+                    }
                     (
                         host.name.clone(),
                         scope,
@@ -448,7 +465,10 @@ pub async fn run(
     let mut summary = RunSummary::default();
     let mut changed_tasks = Vec::new();
     for (name, s) in &state {
-        let execs = conns.get(name).map(|c| c.exec_count()).unwrap_or(0);
+        let execs = conns
+            .get(name)
+            .map(|c| c.exec_count())
+            .unwrap_or_else(|| s.execs_per_play.iter().sum());
         summary.changed |= s.stats.changed > 0;
         summary.failed |= s.failed || s.unreachable.is_some();
         for t in &s.stats.changed_tasks {
