@@ -442,6 +442,12 @@ class Runner:
                 "--output", "json", "-f", str(forks), "-e", f"bench_tool={tool}",
             ]
             return cmd, env, None
+        if tool == "floor":
+            # The floor under any converge: connect, authenticate, run `true`, per host.
+            forks = self.args.forks or n
+            cmd = [self.args.bosun, "exec", "-i", self.inputs["bosun"], "-l", "all",
+                   "-f", str(forks), "--output", "json", "--", "true"]
+            return cmd, env, None
         venv_bin = os.path.join(self.args.venv, "bin")
         env["PATH"] = venv_bin + os.pathsep + env["PATH"]
         if tool == "ansible":
@@ -716,6 +722,8 @@ def main():
     ap.add_argument("--short", action="store_true", help="bosun only, 1 round (CI)")
     ap.add_argument("--loopback", type=int, metavar="N", help="loopback mode with N hosts (default: lab mode)")
     ap.add_argument("--scale", default="", help="bosun only, loopback: comma-separated host counts, e.g. 100,1000")
+    ap.add_argument("--floor", action="store_true",
+                    help="with --scale: also time `bosun exec -- true` on the same hosts (the connection floor)")
     ap.add_argument("--peers-at", default="", help="also run the peers (1 round, --scale-peer-timeout) at these host counts")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale-rounds", type=int, default=3)
@@ -798,15 +806,28 @@ def main():
                 print(f"  goals for {t} ({len(hosts)} hosts): no-op <= 0.5 s: {'met' if ok_n else 'MISSED'};"
                       f" first converge <= 1 s: {'met' if ok_f else 'MISSED'}")
         rows = []
+        floor_rows = []
         for n in scale:
             log(f"scale: bosun at {n} hosts; {args.scale_rounds} round(s)")
             hosts = target.hosts[:n]
             btools = [t for t in args.tools if t.startswith("bosun")]
             r = Runner(argparse.Namespace(**dict(vars(args), tools=btools)), target, hosts, f"scale{n}")
             runs = {t: [] for t in btools}
+            floors = []
             for _ in range(args.scale_rounds):
                 for t in btools:  # interleaved, like the main comparison
                     runs[t].append(r.round(t, args.bosun_timeout))
+                if args.floor:
+                    f = r.timed("floor", "exec", args.bosun_timeout)
+                    log(f"  floor    exec  {f['wall_s']:8.2f}s  rss {f['tree_maxrss_mb']:7.1f} MB"
+                        f"  cpu {f['cpu_user_s'] + f['cpu_sys_s']:7.2f}s  sshd cpu {f['sshd_cpu_s']:.2f}s"
+                        + ("" if f["rc"] == 0 else f"  FAILED: exit code {f['rc']}"))
+                    floors.append(f)
+            if floors:
+                fw = med([f["wall_s"] for f in floors])
+                fc = med([f["cpu_user_s"] + f["cpu_sys_s"] for f in floors])
+                fs = med([f["sshd_cpu_s"] for f in floors])
+                floor_rows.append((n, fw, fc, fs))
             for t in btools:
                 s = summarize(runs[t])
                 s["rss_first_mb"] = max((x["first"]["tree_maxrss_mb"] for x in runs[t]), default=None)
@@ -815,6 +836,9 @@ def main():
             everything["results"].append({"mode": f"scale {n}", "runs": runs})
         if rows:
             print_scale(rows)
+            for n, fw, fc, fs in floor_rows:
+                print(f"  floor at {n} hosts (`bosun exec -- true`: connect, authenticate, one exec):"
+                      f" {fw:.2f} s wall, bosun {1000 * fc / n:.1f} ms/host, sshd {1000 * fs / n:.1f} ms/host")
             for n, _f, t, s in rows:
                 if n >= 1000:
                     ok = s["noop_s"] is not None and s["noop_s"] <= 15 and (s["rss_noop_mb"] or 0) <= 300
