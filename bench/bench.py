@@ -577,6 +577,19 @@ class Runner:
             return f" (had started operation {out.count('--> Starting operation')} of 50)"
         return ""
 
+    def show_failure(self, m, lines=25):
+        """The end of a failed run's output, so a CI log says why without the files."""
+        for ext in (".err", ".out"):
+            try:
+                with open(m["log"] + ext, errors="replace") as f:
+                    tail = f.read().splitlines()[-lines:]
+            except OSError:
+                continue
+            if tail:
+                log(f"    --- last lines of {m['log']}{ext}")
+                for line in tail:
+                    log(f"    | {line}")
+
     def round(self, tool, timeout):
         """Clean, first converge, check files, no-op converge, check report."""
         self.target.clean(tool)
@@ -601,6 +614,8 @@ class Runner:
                 f"  cpu {m['cpu_user_s'] + m['cpu_sys_s']:7.2f}s{sshd}  {status}"
                 + (f": {errs[0]}" + (f" (+{len(errs) - 1} more)" if len(errs) > 1 else "") if errs else "")
             )
+            if errs:
+                self.show_failure(m)
             if m["timeout"]:
                 break  # a no-op after a timed-out first converge means nothing
         if not self.args.keep_files:
