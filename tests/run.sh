@@ -64,4 +64,5 @@ stage "lab up (7 hosts)" "$BOSUN" lab up --hosts 7 || exit 1
 stage "lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
 stage "lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
 stage "lab application tier" cargo test --release --test lab_app -- --ignored --test-threads 1 --nocapture
+stage "lab jump hosts (pg via lb)" cargo test --release --test lab_jump -- --ignored --test-threads 1 --nocapture
 exit $FAILED
