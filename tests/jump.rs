@@ -436,7 +436,7 @@ fn twelve_hosts_behind_one_bastion_all_converge() {
     assert_eq!(accepted_logins(&target), 12);
 
     // At most `max_channels` tunnels per bastion connection: 12 hosts that all hold their
-    // tunnel at once (each runs `sleep 2`) with 4 per connection need exactly 3 connections.
+    // tunnel at once (each runs `sleep 3`) with 4 per connection need exactly 3 connections.
     let inv = std::fs::read_to_string(p.dir.join("inventory.yml")).expect("inventory");
     std::fs::write(
         p.dir.join("four.yml"),
@@ -445,7 +445,7 @@ fn twelve_hosts_behind_one_bastion_all_converge() {
     .expect("four.yml");
     let o = p.run(&[
         "exec", "-i", "four.yml", "-l", "targets", "-f", "20", "--output", "json", "--", "sleep",
-        "2",
+        "3",
     ]);
     assert!(o.status.success(), "{:?}", text(&o));
     let ev = events(&o);
