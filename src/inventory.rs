@@ -48,6 +48,9 @@ pub struct SshDefaults {
     /// Run remote scripts through `sudo -n` (needed when `user` is not root).
     #[serde(default, rename = "become")]
     pub become_root: Option<bool>,
+    /// Jump host chain for every host (`user@bastion[:port],...`, as OpenSSH's ProxyJump).
+    #[serde(default)]
+    pub jump: Option<Spanned<String>>,
 }
 
 fn default_user() -> String {
@@ -77,6 +80,7 @@ impl Default for SshDefaults {
             keepalive_interval: default_keepalive(),
             max_channels: default_max_channels(),
             become_root: None,
+            jump: None,
         }
     }
 }
@@ -111,6 +115,8 @@ struct RawHost {
     #[serde(default, rename = "become")]
     become_root: Option<bool>,
     #[serde(default)]
+    jump: Option<Spanned<String>>,
+    #[serde(default)]
     vars: Map<String, Value>,
     #[serde(default)]
     secrets: Map<String, Value>,
@@ -123,6 +129,8 @@ struct RawGroup {
     hosts: Vec<Spanned<String>>,
     #[serde(default)]
     children: Vec<Spanned<String>>,
+    #[serde(default)]
+    jump: Option<Spanned<String>>,
     #[serde(default)]
     vars: Map<String, Value>,
     #[serde(default)]
@@ -142,6 +150,9 @@ pub struct Host {
     pub groups: Vec<String>,
     /// Merged inventory variables (all → groups → host), secrets included.
     pub vars: Map<String, Value>,
+    /// Jump hosts in OpenSSH ProxyJump syntax (`user@bastion[:port],...`), checked by
+    /// [`crate::jump::parse`]; `None` connects directly.
+    pub jump: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +215,13 @@ impl Inventory {
         };
         let mut secret_values = BTreeSet::new();
         collect_secrets(path, &raw.secrets, &mut secret_values)?;
+        let default_jump = jump_setting(path, &ssh.jump)?;
+        let mut group_jump = BTreeMap::new();
+        for (gname, g) in &raw.groups {
+            if let Some(j) = jump_setting(path, &g.value.jump)? {
+                group_jump.insert(gname.as_str(), j);
+            }
+        }
 
         // Groups: validate references, compute each group's depth (parents first).
         let host_names: Vec<&str> = raw.hosts.keys().map(String::as_str).collect();
@@ -287,6 +305,16 @@ impl Inventory {
             merge(&mut vars, &h.value.vars);
             merge(&mut vars, &h.value.secrets);
             let address = h.value.address.clone().unwrap_or_else(|| name.clone());
+            // The host's own, else its most specific group's (same order as vars), else the default.
+            let jump = match jump_setting(path, &h.value.jump)? {
+                Some(j) => j,
+                None => groups
+                    .iter()
+                    .rev()
+                    .find_map(|g| group_jump.get(g).cloned())
+                    .or_else(|| default_jump.clone())
+                    .flatten(),
+            };
             hosts.insert(
                 name.clone(),
                 Host {
@@ -303,6 +331,7 @@ impl Inventory {
                     become_root: h.value.become_root.or(ssh.become_root).unwrap_or(false),
                     groups: groups.iter().map(|g| g.to_string()).collect(),
                     vars,
+                    jump,
                 },
             );
         }
@@ -422,6 +451,26 @@ impl Inventory {
             m.insert(g.clone(), grp.hosts.clone().into());
         }
         Value::Object(m)
+    }
+}
+
+/// A `jump:` as written: `None` when absent, `Some(None)` for `none`, else the chain.
+/// A malformed chain is an error at its line.
+fn jump_setting(
+    path: &Path,
+    jump: &Option<Spanned<String>>,
+) -> Result<Option<Option<String>>, LoadError> {
+    let Some(j) = jump else {
+        return Ok(None);
+    };
+    match crate::jump::parse(&j.value) {
+        Ok(hops) if hops.is_empty() => Ok(Some(None)),
+        Ok(_) => Ok(Some(Some(j.value.trim().to_string()))),
+        Err(m) => Err(LoadError::new(
+            Place::at(path, &j.referenced),
+            format!("malformed jump `{}`: {m}", j.value),
+        )
+        .hint(crate::jump::SYNTAX_HINT)),
     }
 }
 
@@ -651,6 +700,44 @@ groups:
             Inventory::parse(Path::new("i.yml"), "hosts:\n  a: {adress: 1.2.3.4}\n").unwrap_err();
         assert!(e.message.contains("adress"), "{}", e.message);
         assert_eq!(e.place.line, 2);
+    }
+
+    #[test]
+    fn jump_comes_from_host_then_deepest_group_then_defaults() {
+        let text = "ssh: { jump: root@bastion }\nhosts:\n  lb: { jump: none }\n  pg1: {}\n  \
+                    pg2: { jump: \"a@b1, c@b2:2222\" }\n  web1: {}\n  db9: {}\n\
+                    groups:\n  database: { children: [postgres, dbx], jump: u@outer }\n  \
+                    postgres: { hosts: [pg1, pg2], jump: lb }\n  dbx: { hosts: [db9], jump: none }\n";
+        let i = Inventory::parse(Path::new("i.yml"), text).unwrap();
+        assert_eq!(i.hosts["lb"].jump, None, "`none` overrides the default");
+        assert_eq!(
+            i.hosts["pg1"].jump.as_deref(),
+            Some("lb"),
+            "child group beats parent"
+        );
+        assert_eq!(i.hosts["pg2"].jump.as_deref(), Some("a@b1, c@b2:2222"));
+        assert_eq!(i.hosts["web1"].jump.as_deref(), Some("root@bastion"));
+        assert_eq!(
+            i.hosts["db9"].jump, None,
+            "a group's `none` beats the default"
+        );
+    }
+
+    #[test]
+    fn malformed_jump_names_its_line() {
+        for (text, line) in [
+            ("hosts:\n  a: {}\n  b:\n    jump: \"x@y,,z\"\n", 4),
+            (
+                "hosts: {a: {}}\ngroups:\n  g:\n    hosts: [a]\n    jump: \"x@y:http\"\n",
+                5,
+            ),
+            ("ssh:\n  user: root\n  jump: \"@y\"\nhosts: {a: {}}\n", 3),
+        ] {
+            let e = Inventory::parse(Path::new("i.yml"), text).unwrap_err();
+            assert_eq!(e.place.line, line, "{text}: {e}");
+            assert!(e.message.contains("malformed jump"), "{}", e.message);
+            assert!(e.hint.as_deref().unwrap_or("").contains("ProxyJump"));
+        }
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub async fn ssh(cfg: &LabConfig, name: &str, cmd: &[String]) -> Result<i32, Str
         become_root: false,
         groups: Vec::new(),
         vars: Default::default(),
+        jump: None,
     };
     let opts = ConnectOptions {
         known_hosts: lab::known_hosts_path(cfg),
@@ -108,6 +109,7 @@ pub async fn ssh(cfg: &LabConfig, name: &str, cmd: &[String]) -> Result<i32, Str
         connect_timeout: Duration::from_secs(10),
         keepalive: Duration::from_secs(15),
         max_channels: 4,
+        jumps: Default::default(),
     };
     let conn = Connection::open(&host, &opts)
         .await

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod engine;
 pub mod event;
 pub mod inventory;
+pub mod jump;
 pub mod lab;
 pub mod modules;
 pub mod redact;

@@ -421,7 +421,7 @@ async fn facts(path: &Path, host: &str, accept_new: bool) -> u8 {
     let Some(h) = inv.hosts.get(host) else {
         return fail(format!("no host `{host}` in {}", path.display()));
     };
-    let copts = ConnectOptions::from_inventory(&inv.ssh, &inv.known_hosts, accept_new);
+    let copts = ConnectOptions::for_inventory(&inv, accept_new);
     let conn = match Connection::open(h, &copts).await {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -457,7 +457,7 @@ async fn exec(
         Err(e) => return fail(e),
     };
     let redactor = Redactor::new(&inv.secret_values);
-    let copts = ConnectOptions::from_inventory(&inv.ssh, &inv.known_hosts, accept_new);
+    let copts = ConnectOptions::for_inventory(&inv, accept_new);
     let script = cmd.join(" ");
     let sem = Arc::new(tokio::sync::Semaphore::new(forks.max(1)));
     let mut futs = FuturesUnordered::new();
@@ -610,7 +610,7 @@ async fn status(path: &Path, pg_group: &str, lb_group: &str, output: OutputForma
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),
     };
-    let copts = ConnectOptions::from_inventory(&inv.ssh, &inv.known_hosts, false);
+    let copts = ConnectOptions::for_inventory(&inv, false);
     let pg_hosts = inv.select(pg_group).unwrap_or_default();
     let lb_hosts = inv.select(lb_group).unwrap_or_default();
     let mut problems = Vec::new();

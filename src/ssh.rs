@@ -4,7 +4,8 @@
 //! for non-root users), so no script — and no secret in it — ever appears in a process
 //! list or hits sshd's command-length limit.
 
-use crate::inventory::{Host, SshDefaults};
+use crate::inventory::{Host, Inventory, SshDefaults};
+use crate::jump::{JumpPool, Lease, Tunnel};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
@@ -49,6 +50,16 @@ pub enum SshError {
     Key(String),
     #[error("ssh session to {addr} failed: {reason}")]
     Session { addr: String, reason: String },
+    /// Connecting to, verifying or logging in to a jump host failed.
+    #[error("via jump host {hop}: {source}")]
+    Jump { hop: String, source: Box<SshError> },
+    /// The jump host was reached but would not forward to the next hop or the target.
+    #[error("jump host {hop} could not open a tunnel to {target}: {reason}")]
+    Tunnel {
+        hop: String,
+        target: String,
+        reason: String,
+    },
 }
 
 /// Options for connecting, resolved from the inventory and the command line.
@@ -59,6 +70,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     pub keepalive: Duration,
     pub max_channels: usize,
+    /// The run's jump host connections (shared by every clone of these options).
+    pub jumps: Arc<JumpPool>,
 }
 
 impl ConnectOptions {
@@ -69,6 +82,15 @@ impl ConnectOptions {
             connect_timeout: ssh.connect_timeout(),
             keepalive: Duration::from_secs(ssh.keepalive_interval.max(1)),
             max_channels: ssh.max_channels.clamp(1, 64),
+            jumps: Arc::new(JumpPool::new(ssh, std::iter::empty())),
+        }
+    }
+
+    /// Like [`Self::from_inventory`], and jump hosts may name inventory hosts.
+    pub fn for_inventory(inv: &Inventory, accept_new: bool) -> Self {
+        ConnectOptions {
+            jumps: Arc::new(JumpPool::new(&inv.ssh, inv.hosts.values())),
+            ..Self::from_inventory(&inv.ssh, &inv.known_hosts, accept_new)
         }
     }
 }
@@ -180,6 +202,8 @@ pub struct Connection {
     become_root: bool,
     pub addr: String,
     pub connect_seconds: f64,
+    /// The tunnel through jump hosts this connection runs in, held open while it lives.
+    _via: Option<Lease>,
 }
 
 /// Where the key for `host` comes from.
@@ -222,21 +246,35 @@ pub fn load_key(path: &Path) -> Result<keys::PrivateKey, SshError> {
 }
 
 impl Connection {
-    /// Connects and authenticates (agent first when `SSH_AUTH_SOCK` is set, then key files).
+    /// Connects and authenticates (agent first when `SSH_AUTH_SOCK` is set, then key files),
+    /// through the host's jump hosts when it has any.
     pub async fn open(host: &Host, opts: &ConnectOptions) -> Result<Connection, SshError> {
+        let started = Instant::now();
+        let chain = opts.jumps.chain_for(host)?;
+        let mut c = if chain.is_empty() {
+            Self::open_timed(host, opts, None).await?
+        } else {
+            opts.jumps.connect(&chain, host, opts).await?
+        };
+        c.connect_seconds = started.elapsed().as_secs_f64();
+        Ok(c)
+    }
+
+    /// One hop: the handshake and login within the connect timeout, over TCP or `via` a
+    /// tunnel. The host key is verified under `host`'s own address and port either way.
+    pub(crate) async fn open_timed(
+        host: &Host,
+        opts: &ConnectOptions,
+        via: Option<Tunnel>,
+    ) -> Result<Connection, SshError> {
         let addr = if host.port == 22 {
             host.address.clone()
         } else {
             format!("{}:{}", host.address, host.port)
         };
-        let started = Instant::now();
-        let fut = Self::open_inner(host, opts, addr.clone());
+        let fut = Self::open_inner(host, opts, addr.clone(), via);
         match tokio::time::timeout(opts.connect_timeout, fut).await {
-            Ok(Ok(mut c)) => {
-                c.connect_seconds = started.elapsed().as_secs_f64();
-                Ok(c)
-            }
-            Ok(Err(e)) => Err(e),
+            Ok(r) => r,
             Err(_) => Err(SshError::Timeout {
                 addr,
                 secs: opts.connect_timeout.as_secs(),
@@ -248,6 +286,7 @@ impl Connection {
         host: &Host,
         opts: &ConnectOptions,
         addr: String,
+        via: Option<Tunnel>,
     ) -> Result<Connection, SshError> {
         let config = Arc::new(client::Config {
             // Keepalives detect a dead host; the inactivity timeout must outlast them.
@@ -266,19 +305,28 @@ impl Connection {
             accept_new: opts.accept_new_host_keys,
             refusal: refusal.clone(),
         };
-        let mut handle =
-            match client::connect(config, (host.address.as_str(), host.port), verifier).await {
-                Ok(h) => h,
-                Err(e) => {
-                    if let Some(r) = refusal.lock().ok().and_then(|mut r| r.take()) {
-                        return Err(r);
-                    }
-                    return Err(SshError::Connect {
-                        addr,
-                        reason: e.to_string(),
-                    });
+        let (connected, lease) = match via {
+            None => (
+                client::connect(config, (host.address.as_str(), host.port), verifier).await,
+                None,
+            ),
+            Some(t) => (
+                client::connect_stream(config, t.stream, verifier).await,
+                Some(t.lease),
+            ),
+        };
+        let mut handle = match connected {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(r) = refusal.lock().ok().and_then(|mut r| r.take()) {
+                    return Err(r);
                 }
-            };
+                return Err(SshError::Connect {
+                    addr,
+                    reason: e.to_string(),
+                });
+            }
+        };
         let user = host.user.clone();
         let mut tried = Vec::new();
         // ssh-agent first: operators keep passphrase-protected keys there.
@@ -298,7 +346,7 @@ impl Connection {
                             .await
                         {
                             if r.success() {
-                                return Ok(Self::ready(handle, host, opts, addr));
+                                return Ok(Self::ready(handle, host, opts, addr, lease));
                             }
                         }
                     }
@@ -323,7 +371,7 @@ impl Connection {
                     reason: e.to_string(),
                 })?;
             if r.success() {
-                return Ok(Self::ready(handle, host, opts, addr));
+                return Ok(Self::ready(handle, host, opts, addr, lease));
             }
             tried.push(path.display().to_string());
         }
@@ -343,6 +391,7 @@ impl Connection {
         host: &Host,
         opts: &ConnectOptions,
         addr: String,
+        via: Option<Lease>,
     ) -> Connection {
         Connection {
             handle,
@@ -351,7 +400,27 @@ impl Connection {
             become_root: host.become_root && host.user != "root",
             addr,
             connect_seconds: 0.0,
+            _via: via,
         }
+    }
+
+    /// A `direct-tcpip` channel from this host to `address:port`, as a byte stream: the
+    /// transport for a connection through this host as a jump host.
+    pub(crate) async fn direct_tcpip(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<client::Msg>, russh::Error> {
+        let ch = self
+            .handle
+            .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
+            .await?;
+        Ok(ch.into_stream())
+    }
+
+    /// The session ended (the host went away or closed it).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.handle.is_closed()
     }
 
     /// How many scripts this connection has run (shown with -v; tests assert on it).

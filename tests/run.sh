@@ -64,6 +64,7 @@ stage "lab up (7 hosts)" "$BOSUN" lab up --hosts 7 || exit 1
 stage "lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
 stage "lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
 stage "lab application tier" cargo test --release --test lab_app -- --ignored --test-threads 1 --nocapture
+stage "lab jump hosts (pg via lb)" cargo test --release --test lab_jump -- --ignored --test-threads 1 --nocapture
 # The benchmark's short form (bosun only, the seven lab hosts, one round) so it cannot rot;
 # the full comparison with Ansible and pyinfra is `bench/run.sh` (see bench/README.md).
 stage "benchmark (short)" bench/run.sh --short

@@ -203,8 +203,7 @@ pub async fn run(
     emitter: Arc<Emitter>,
 ) -> RunSummary {
     let started = Instant::now();
-    let copts =
-        ConnectOptions::from_inventory(&inv.ssh, &inv.known_hosts, opts.accept_new_host_keys);
+    let copts = ConnectOptions::for_inventory(&inv, opts.accept_new_host_keys);
     let globals = Globals::new(&inv);
     let mut all_hosts: Vec<String> = Vec::new();
     for play in &site.plays {

@@ -138,6 +138,113 @@ impl Sshd {
     }
 }
 
+/// An sshd beyond [`Sshd::start`]'s defaults (jump host tests: several sshds, one client key).
+#[derive(Default)]
+pub struct SshdSpec {
+    /// Listen addresses; default `127.0.0.2`.
+    pub addrs: Vec<String>,
+    /// Authorize this existing client key (its `.pub` beside it) instead of a new one.
+    pub client_key: Option<PathBuf>,
+    /// `(address, name)` lines only this sshd sees in /etc/hosts: it then runs in a private
+    /// mount namespace with its own /etc/hosts bound over the machine's, so these names
+    /// resolve for it (and for the `direct-tcpip` targets it connects to) and nowhere else.
+    pub hosts: Vec<(String, String)>,
+    /// More sshd_config lines.
+    pub extra_config: String,
+}
+
+impl Sshd {
+    /// Starts an sshd per `spec`, logging at INFO to `dir/sshd.log` (see [`Sshd::log`]).
+    pub fn start_with(spec: SshdSpec) -> Sshd {
+        let dir = tempdir("sshd");
+        let host_key = dir.join("host_ed25519");
+        keygen(&host_key);
+        let client_key = match spec.client_key {
+            Some(k) => k,
+            None => {
+                let k = dir.join("client_ed25519");
+                keygen(&k);
+                k
+            }
+        };
+        std::fs::copy(
+            client_key.with_extension("pub"),
+            dir.join("authorized_keys"),
+        )
+        .expect("authorized_keys");
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let port = free_port();
+        let addrs = if spec.addrs.is_empty() {
+            vec!["127.0.0.2".to_string()]
+        } else {
+            spec.addrs
+        };
+        let listen: String = addrs
+            .iter()
+            .map(|a| format!("ListenAddress {a}:{port}\n"))
+            .collect();
+        let config = format!(
+            "{listen}HostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\n\
+             PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 200\n\
+             LogLevel INFO\n{extra}\n",
+            hk = host_key.display(),
+            ak = dir.join("authorized_keys").display(),
+            dir = dir.display(),
+            extra = spec.extra_config,
+        );
+        let cfg = dir.join("sshd_config");
+        std::fs::write(&cfg, config).expect("write sshd_config");
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd installed (apt-get install openssh-server)");
+        let log = dir.join("sshd.log");
+        let mut cmd = if spec.hosts.is_empty() {
+            Command::new(sshd)
+        } else {
+            let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            for (a, n) in &spec.hosts {
+                hosts.push_str(&format!("\n{a} {n}\n"));
+            }
+            let hosts_file = dir.join("hosts");
+            std::fs::write(&hosts_file, hosts).expect("write hosts");
+            // unshare and sh exec into sshd: the child's pid is sshd's.
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg("mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"")
+                .arg("sh")
+                .arg(&hosts_file);
+            c.arg(sshd);
+            c
+        };
+        cmd.args(["-D", "-E"])
+            .arg(&log)
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start sshd (and unshare: util-linux)");
+        let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).expect("host pub");
+        let s = Sshd {
+            dir,
+            port,
+            addrs,
+            client_key,
+            host_pub: host_pub.trim().to_string(),
+            child,
+        };
+        for a in &s.addrs {
+            s.wait_ready(a);
+        }
+        s
+    }
+
+    /// What [`Sshd::start_with`]'s sshd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
