@@ -62,7 +62,9 @@ impl Drop for Cleanup {
             loop {
                 let (rc, left) = lab_ssh(
                     h,
-                    &format!("{cmd}; nft list table inet {TABLE} >/dev/null 2>&1 && echo left"),
+                    &format!(
+                        "{cmd}; if nft list table inet {TABLE} >/dev/null 2>&1; then echo left; fi"
+                    ),
                 );
                 if rc == 0 && left.is_empty() {
                     break;
