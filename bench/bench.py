@@ -31,7 +31,7 @@ REPO = os.path.dirname(BENCH)
 WORKLOAD = os.path.join(BENCH, "noop50")
 BASE = "/tmp/bosun-bench"  # every tool writes BASE/<tool>/<host>/...
 WORK = os.path.join(BASE, "work")  # generated inventories, keys, logs
-TOOLS = ("bosun", "bosun-b", "ansible", "pyinfra")  # bosun-b: --bosun-b, an A/B binary
+TOOLS = ("bosun", "ansible", "pyinfra")  # bosun-b joins only with --bosun-b
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 LAB_KEY = "/var/lib/bosun/lab/id_ed25519"
@@ -765,7 +765,7 @@ def main():
         args.scale_rounds = 1
     args.tools = [t for t in args.tools.split(",") if t]
     for t in args.tools:
-        if t not in TOOLS:
+        if t not in TOOLS + ("bosun-b",):
             ap.error(f"unknown tool {t}")
     scale = [int(x) for x in args.scale.split(",") if x]
     peers_at = [int(x) for x in args.peers_at.split(",") if x]
