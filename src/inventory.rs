@@ -15,6 +15,17 @@
 //! group before its children; groups of equal depth by name), host vars, play vars,
 //! registered results, `-e` extra vars. `secrets:` maps sit at the same level as the `vars:`
 //! beside them.
+//!
+//! Other sources produce the same [`Inventory`]: Ansible INI and YAML inventories with their
+//! `group_vars/` and `host_vars/` ([`ansible`]) and Terraform state ([`terraform`]); which
+//! one a path is, is decided in [`source`]. [`graph`] draws any of them.
+
+mod ansible;
+mod graph;
+mod source;
+mod terraform;
+
+pub use graph::GraphFormat;
 
 use crate::diag::{LoadError, Place};
 use crate::text::closest;
@@ -48,6 +59,9 @@ pub struct SshDefaults {
     /// Run remote scripts through `sudo -n` (needed when `user` is not root).
     #[serde(default, rename = "become")]
     pub become_root: Option<bool>,
+    /// Jump host chain, `user@host[:port]` comma-separated (like ssh's ProxyJump).
+    #[serde(default)]
+    pub jump: Option<String>,
 }
 
 fn default_user() -> String {
@@ -77,6 +91,7 @@ impl Default for SshDefaults {
             keepalive_interval: default_keepalive(),
             max_channels: default_max_channels(),
             become_root: None,
+            jump: None,
         }
     }
 }
@@ -110,6 +125,8 @@ struct RawHost {
     identity_file: Option<String>,
     #[serde(default, rename = "become")]
     become_root: Option<bool>,
+    /// Jump host chain for this host (overrides `ssh.jump`).
+    jump: Option<String>,
     #[serde(default)]
     vars: Map<String, Value>,
     #[serde(default)]
@@ -138,6 +155,9 @@ pub struct Host {
     pub user: String,
     pub identity_file: Option<PathBuf>,
     pub become_root: bool,
+    /// Reach this host through these jump hosts: `user@host[:port]`, comma-separated, in
+    /// order (ssh's ProxyJump syntax). Set by `jump:` or an Ansible `ProxyJump`/`-J`.
+    pub jump: Option<String>,
     /// Group names this host belongs to (directly or through children), sorted by depth.
     pub groups: Vec<String>,
     /// Merged inventory variables (all → groups → host), secrets included.
@@ -164,15 +184,25 @@ pub struct Inventory {
     pub secret_values: BTreeSet<String>,
     /// The hosts are the built-in lab's (`lab: true`).
     pub lab: bool,
+    /// Things in the input bosun reads but does not honour (`file:line: what`); the CLI
+    /// prints them to stderr so nothing is ignored silently.
+    pub warnings: Vec<String>,
 }
 
 /// Shortest secret that can be redacted by value without blanking ordinary text.
 pub const MIN_SECRET_LEN: usize = 4;
 
 impl Inventory {
+    /// Reads a bosun inventory, an Ansible inventory (INI or YAML) or Terraform state.
     pub fn load(path: &Path) -> Result<Inventory, LoadError> {
-        let raw: RawInventory = crate::yaml::load(path)?;
-        Self::resolve(path, raw)
+        match source::detect(path)? {
+            source::Source::Bosun(text) => Self::parse(path, &text),
+            source::Source::AnsibleIni(text) => ansible::load_ini(path, &text),
+            source::Source::AnsibleYaml(text) => ansible::load_yaml(path, &text),
+            source::Source::Terraform { state, mapping } => {
+                terraform::load(state.as_deref(), mapping.as_deref())
+            }
+        }
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Inventory, LoadError> {
@@ -301,6 +331,7 @@ impl Inventory {
                         .or(ssh.identity_file.as_deref())
                         .map(|p| resolve_path(base, p)),
                     become_root: h.value.become_root.or(ssh.become_root).unwrap_or(false),
+                    jump: h.value.jump.clone().or_else(|| ssh.jump.clone()),
                     groups: groups.iter().map(|g| g.to_string()).collect(),
                     vars,
                 },
@@ -338,6 +369,7 @@ impl Inventory {
             groups,
             secret_values,
             lab: raw.lab,
+            warnings: Vec::new(),
         })
     }
 

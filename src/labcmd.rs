@@ -99,6 +99,7 @@ pub async fn ssh(cfg: &LabConfig, name: &str, cmd: &[String]) -> Result<i32, Str
         user: "root".into(),
         identity_file: Some(lab::identity_path(cfg)),
         become_root: false,
+        jump: None,
         groups: Vec::new(),
         vars: Default::default(),
     };
