@@ -19,7 +19,9 @@
 //! **Groups from labels.** Every label `key=value` puts the host in the group `key_value`
 //! (a label or tag without a value: the group `key`). The keys `role` and `group` also put
 //! it in the group named by the value alone: `role=postgres` gives `role_postgres` and
-//! `postgres`. A label group that would share a host's name is skipped with a warning.
+//! `postgres`. Group names keep letters, digits and `_`; anything else becomes `_` (as in
+//! Ansible's cloud inventories). A label group that would share a host's name is skipped
+//! with a warning.
 //!
 //! **The address** bosun connects to is the public one when there is one, else the private
 //! one; the mapping file can choose `address: private` (or `public`) for all hosts, a group
@@ -404,7 +406,7 @@ fn clean_name(s: &str) -> String {
 }
 
 fn group_name(s: &str) -> String {
-    clean_name(s).replace('-', "_").replace('.', "_")
+    clean_name(s).replace(['-', '.'], "_")
 }
 
 /// Groups a host's labels put it in (see the module doc).
@@ -453,7 +455,7 @@ fn build(
     let host_names: BTreeSet<&str> = found.iter().map(|f| f.name.as_str()).collect();
 
     // Label groups first, then the mapping's groups (which may extend a label group).
-    let mut groups: IndexMap<String, (Vec<String>, Option<Spanned<MapGroup>>)> = IndexMap::new();
+    let mut groups: Groups = IndexMap::new();
     for f in &found {
         for g in label_groups(&f.labels) {
             if host_names.contains(g.as_str()) {
@@ -506,6 +508,7 @@ fn build(
         }
     }
 
+    let all_members = transitive_members(&groups);
     let mut hosts = IndexMap::new();
     for f in &found {
         let over = mapping.hosts.get(&f.name).map(|h| &h.value);
@@ -513,8 +516,11 @@ fn build(
         let mut choice = mapping.address;
         let mut user = None;
         let mut jump = None;
-        for (_, (members, g)) in &groups {
-            if let Some(g) = g.as_ref().filter(|_| members.contains(&f.name)) {
+        for (gname, (_, g)) in &groups {
+            let member = all_members
+                .get(gname.as_str())
+                .is_some_and(|m| m.contains(f.name.as_str()));
+            if let Some(g) = g.as_ref().filter(|_| member) {
                 choice = g.value.address.or(choice);
                 user = g.value.user.clone().or(user);
                 jump = g.value.jump.clone().or(jump);
@@ -610,6 +616,32 @@ fn build(
         hosts,
         groups,
     })
+}
+
+type Groups = IndexMap<String, (Vec<String>, Option<Spanned<MapGroup>>)>;
+
+/// Each group's hosts including those of its child groups (cycles are reported later, by
+/// the common resolution).
+fn transitive_members(groups: &Groups) -> BTreeMap<&str, BTreeSet<&str>> {
+    let mut out = BTreeMap::new();
+    for name in groups.keys() {
+        let mut set = BTreeSet::new();
+        let mut stack = vec![name.as_str()];
+        let mut seen = BTreeSet::new();
+        while let Some(g) = stack.pop() {
+            if !seen.insert(g) {
+                continue;
+            }
+            if let Some((members, mg)) = groups.get(g) {
+                set.extend(members.iter().map(String::as_str));
+                if let Some(mg) = mg {
+                    stack.extend(mg.value.children.iter().map(|c| c.value.as_str()));
+                }
+            }
+        }
+        out.insert(name.as_str(), set);
+    }
+    out
 }
 
 #[cfg(test)]
