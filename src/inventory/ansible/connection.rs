@@ -90,8 +90,11 @@ pub(super) fn inspect(key: &str, value: &Value) -> Result<Option<String>, (Strin
         | "ansible_ssh_user"
         | "ansible_ssh_private_key_file"
         | "ansible_private_key_file" => {
-            need_text()?;
-            Ok(None)
+            let t = need_text()?;
+            // bosun reads the inventory before any template is rendered.
+            Ok(t.contains("{{").then(|| {
+                format!("{key}={t}: templates are not rendered in connection variables; used as written")
+            }))
         }
         "ansible_port" | "ansible_ssh_port" => match port(value) {
             Some(_) => Ok(None),
@@ -412,6 +415,9 @@ mod tests {
         assert!(inspect("ansible_port", &json!("http")).is_err());
         assert!(inspect("ansible_become", &json!("maybe")).is_err());
         assert!(inspect("ansible_host", &json!([1])).is_err());
+        assert!(inspect("ansible_host", &json!("{{ ip }}"))
+            .unwrap()
+            .is_some());
         let w = inspect("ansible_connection", &json!("winrm"))
             .unwrap()
             .unwrap();
