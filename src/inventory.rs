@@ -15,6 +15,17 @@
 //! group before its children; groups of equal depth by name), host vars, play vars,
 //! registered results, `-e` extra vars. `secrets:` maps sit at the same level as the `vars:`
 //! beside them.
+//!
+//! Other sources produce the same [`Inventory`]: Ansible INI and YAML inventories with their
+//! `group_vars/` and `host_vars/` ([`ansible`]) and Terraform state ([`terraform`]); which
+//! one a path is, is decided in [`source`]. [`graph`] draws any of them.
+
+mod ansible;
+mod graph;
+mod source;
+mod terraform;
+
+pub use graph::GraphFormat;
 
 use crate::diag::{LoadError, Place};
 use crate::text::closest;
@@ -114,6 +125,7 @@ struct RawHost {
     identity_file: Option<String>,
     #[serde(default, rename = "become")]
     become_root: Option<bool>,
+    /// Jump host chain for this host (overrides the groups' and `ssh.jump`).
     #[serde(default)]
     jump: Option<Spanned<String>>,
     #[serde(default)]
@@ -151,7 +163,8 @@ pub struct Host {
     /// Merged inventory variables (all → groups → host), secrets included.
     pub vars: Map<String, Value>,
     /// Jump hosts in OpenSSH ProxyJump syntax (`user@bastion[:port],...`), checked by
-    /// [`crate::jump::parse`]; `None` connects directly.
+    /// [`crate::jump::parse`]; `None` connects directly. Set by `jump:` or an Ansible
+    /// `ProxyJump`/`-J`.
     pub jump: Option<String>,
 }
 
@@ -175,15 +188,25 @@ pub struct Inventory {
     pub secret_values: BTreeSet<String>,
     /// The hosts are the built-in lab's (`lab: true`).
     pub lab: bool,
+    /// Things in the input bosun reads but does not honour (`file:line: what`); the CLI
+    /// prints them to stderr so nothing is ignored silently.
+    pub warnings: Vec<String>,
 }
 
 /// Shortest secret that can be redacted by value without blanking ordinary text.
 pub const MIN_SECRET_LEN: usize = 4;
 
 impl Inventory {
+    /// Reads a bosun inventory, an Ansible inventory (INI or YAML) or Terraform state.
     pub fn load(path: &Path) -> Result<Inventory, LoadError> {
-        let raw: RawInventory = crate::yaml::load(path)?;
-        Self::resolve(path, raw)
+        match source::detect(path)? {
+            source::Source::Bosun(text) => Self::parse(path, &text),
+            source::Source::AnsibleIni(text) => ansible::load_ini(path, &text),
+            source::Source::AnsibleYaml(text) => ansible::load_yaml(path, &text),
+            source::Source::Terraform { state, mapping } => {
+                terraform::load(state.as_deref(), mapping.as_deref())
+            }
+        }
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Inventory, LoadError> {
@@ -367,6 +390,7 @@ impl Inventory {
             groups,
             secret_values,
             lab: raw.lab,
+            warnings: Vec::new(),
         })
     }
 

@@ -99,9 +99,9 @@ pub async fn ssh(cfg: &LabConfig, name: &str, cmd: &[String]) -> Result<i32, Str
         user: "root".into(),
         identity_file: Some(lab::identity_path(cfg)),
         become_root: false,
+        jump: None,
         groups: Vec::new(),
         vars: Default::default(),
-        jump: None,
     };
     let opts = ConnectOptions {
         known_hosts: lab::known_hosts_path(cfg),

@@ -4,7 +4,7 @@ mod labcmd;
 
 use bosun::diag::LoadErrors;
 use bosun::engine::{self, Emitter, RunOptions};
-use bosun::inventory::Inventory;
+use bosun::inventory::{GraphFormat, Inventory};
 use bosun::redact::Redactor;
 use bosun::render::{OutputFormat, Renderer};
 use bosun::site::Site;
@@ -124,6 +124,13 @@ enum InventoryCommand {
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
     },
+    /// Draw the group tree with hosts and addresses (text, or Graphviz DOT).
+    Graph {
+        #[arg(short, long)]
+        inventory: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -196,6 +203,15 @@ fn main() -> ExitCode {
                         verbose,
                     },
             } => inventory_list(&inventory, output, verbose),
+            Command::Inventory {
+                command: InventoryCommand::Graph { inventory, format },
+            } => match load_inventory(&inventory) {
+                Ok(inv) => {
+                    print!("{}", inv.graph(format));
+                    0
+                }
+                Err(e) => load_errors(&e.into()),
+            },
             Command::Facts {
                 inventory,
                 host,
@@ -248,6 +264,20 @@ fn load_errors(e: &LoadErrors) -> u8 {
     1
 }
 
+/// Loads an inventory and prints what it ignored (warnings) to stderr.
+fn load_inventory(path: &Path) -> Result<Inventory, bosun::diag::LoadError> {
+    let inv = Inventory::load(path)?;
+    let redactor = Redactor::new(&inv.secret_values);
+    for w in &inv.warnings {
+        eprintln!(
+            "{} {}",
+            console::style("warning:").yellow(),
+            redactor.redact(w)
+        );
+    }
+    Ok(inv)
+}
+
 /// `-e` values: `k=v` (v read as YAML, so numbers stay numbers), `@file.yml`, or a map.
 fn parse_extra_vars(items: &[String]) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
@@ -284,7 +314,7 @@ fn parse_extra_vars(items: &[String]) -> Result<Map<String, Value>, String> {
 async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
     let check = a.check || plan;
     let diff = a.diff || plan;
-    let inv = match Inventory::load(&a.inventory) {
+    let inv = match load_inventory(&a.inventory) {
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),
     };
@@ -362,7 +392,7 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
 }
 
 fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
-    let inv = match Inventory::load(path) {
+    let inv = match load_inventory(path) {
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),
     };
@@ -373,6 +403,7 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
         .map(|h| {
             serde_json::json!({
                 "name": h.name, "address": h.address, "port": h.port, "user": h.user,
+                "identity_file": h.identity_file, "become": h.become_root, "jump": h.jump,
                 "groups": h.groups, "vars": h.vars,
             })
         })
@@ -389,7 +420,8 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
                     )
                 })
                 .collect();
-            let v = serde_json::json!({ "hosts": hosts, "groups": groups });
+            let v =
+                serde_json::json!({ "hosts": hosts, "groups": groups, "warnings": inv.warnings });
             println!("{}", redactor.redact(&v.to_string()));
         }
         OutputFormat::Text => {
@@ -414,7 +446,7 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
 }
 
 async fn facts(path: &Path, host: &str, accept_new: bool) -> u8 {
-    let inv = match Inventory::load(path) {
+    let inv = match load_inventory(path) {
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),
     };
@@ -447,7 +479,7 @@ async fn exec(
     output: OutputFormat,
     cmd: &[String],
 ) -> u8 {
-    let inv = match Inventory::load(path) {
+    let inv = match load_inventory(path) {
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),
     };
@@ -606,7 +638,7 @@ async fn lab(cmd: LabCommand) -> u8 {
 
 async fn status(path: &Path, pg_group: &str, lb_group: &str, output: OutputFormat) -> u8 {
     use bosun::status as st;
-    let inv = match Inventory::load(path) {
+    let inv = match load_inventory(path) {
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),
     };
