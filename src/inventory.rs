@@ -105,8 +105,12 @@ struct RawInventory {
     vars: Map<String, Value>,
     #[serde(default)]
     secrets: Map<String, Value>,
-    /// A YAML file of secrets (every value in it is secret), kept out of version control.
+    /// A YAML file of secrets (every value in it is secret): plain and kept out of version
+    /// control, or age-encrypted (`bosun secret encrypt`) and committed.
     secrets_file: Option<Spanned<String>>,
+    /// The identity that decrypts an encrypted `secrets_file` when neither `--identity` nor
+    /// `BOSUN_IDENTITY` names one (see `secrets::keys`).
+    secrets_identity: Option<String>,
     /// These hosts are the built-in lab: `converge` boots it first when it is down.
     #[serde(default)]
     lab: bool,
@@ -191,6 +195,9 @@ pub struct Inventory {
     /// Things in the input bosun reads but does not honour (`file:line: what`); the CLI
     /// prints them to stderr so nothing is ignored silently.
     pub warnings: Vec<String>,
+    /// `secrets_identity:`, resolved: the fallback identity for every encrypted file of a
+    /// run that uses this inventory (`-e @file` too).
+    pub secrets_identity: Option<PathBuf>,
 }
 
 /// Shortest secret that can be redacted by value without blanking ordinary text.
@@ -216,6 +223,10 @@ impl Inventory {
 
     fn resolve(path: &Path, mut raw: RawInventory) -> Result<Inventory, LoadError> {
         let base = path.parent().unwrap_or(Path::new("."));
+        let secrets_identity = raw
+            .secrets_identity
+            .as_deref()
+            .map(|p| resolve_path(base, p));
         if let Some(sf) = &raw.secrets_file {
             let file = resolve_path(base, &sf.value);
             if !file.is_file() {
@@ -223,11 +234,15 @@ impl Inventory {
                     Place::at(path, &sf.referenced),
                     format!("secrets_file {} does not exist", file.display()),
                 )
-                .hint("create it (a YAML map of secret variables), e.g. from the .example file beside it"));
+                .hint("create it (a YAML map of secret variables, plain or encrypted with `bosun secret encrypt`), e.g. from the .example file beside it"));
             }
-            let m: Option<Map<String, Value>> = crate::yaml::load(&file)?;
+            let m: Option<Map<String, Value>> =
+                crate::secrets::load_yaml(&file, secrets_identity.as_deref())
+                    .map_err(|e| e.at(Place::at(path, &sf.referenced)))?;
             // File secrets are the base; inline `secrets:` of the inventory override them.
             let mut all = m.unwrap_or_default();
+            // Checked here too, so that a secret too short to redact names its own file.
+            collect_secrets(&file, &all, &mut BTreeSet::new())?;
             merge(&mut all, &raw.secrets);
             raw.secrets = all;
         }
@@ -391,6 +406,7 @@ impl Inventory {
             secret_values,
             lab: raw.lab,
             warnings: Vec::new(),
+            secrets_identity,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod lab;
 pub mod modules;
 pub mod redact;
 pub mod render;
+pub mod secrets;
 pub mod shell;
 pub mod site;
 pub mod ssh;

@@ -1,6 +1,7 @@
 //! The `bosun` command line: parses flags, loads input, runs the engine, renders events.
 
 mod labcmd;
+mod secretcmd;
 
 use bosun::diag::LoadErrors;
 use bosun::engine::{self, Emitter, RunOptions};
@@ -26,6 +27,10 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Identity that decrypts encrypted secrets: an age identity file or an SSH private key
+    /// (repeatable). Beats BOSUN_IDENTITY, which beats the inventory's secrets_identity.
+    #[arg(long, global = true, value_name = "FILE")]
+    identity: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +67,11 @@ enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+    /// Encrypted vars files (age): encrypt, decrypt, edit, rekey, keygen.
+    Secret {
+        #[command(subcommand)]
+        command: secretcmd::SecretCommand,
     },
     /// Run an ad-hoc shell command on matching hosts.
     Exec {
@@ -181,6 +191,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    bosun::secrets::set_cli_identities(cli.identity.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -218,6 +229,7 @@ fn main() -> ExitCode {
                 accept_new_host_keys,
             } => facts(&inventory, &host, accept_new_host_keys).await,
             Command::Lab { command } => lab(command).await,
+            Command::Secret { command } => secretcmd::run(command).await,
             Command::Status {
                 inventory,
                 postgres_group,
@@ -279,11 +291,24 @@ fn load_inventory(path: &Path) -> Result<Inventory, bosun::diag::LoadError> {
 }
 
 /// `-e` values: `k=v` (v read as YAML, so numbers stay numbers), `@file.yml`, or a map.
-fn parse_extra_vars(items: &[String]) -> Result<Map<String, Value>, String> {
+/// An `@file` that is age-encrypted is decrypted, and its values join `secrets`.
+fn parse_extra_vars(
+    items: &[String],
+    identity: Option<&Path>,
+    secrets: &mut std::collections::BTreeSet<String>,
+) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for it in items {
         let v: Value = if let Some(file) = it.strip_prefix('@') {
-            bosun::yaml::load(Path::new(file)).map_err(|e| e.render())?
+            let file = Path::new(file);
+            let v: Value = bosun::secrets::load_yaml(file, identity)
+                .map_err(|e| e.at(bosun::diag::Place::file(Path::new("-e"))).render())?;
+            if bosun::secrets::is_encrypted_file(file) {
+                if let Value::Object(m) = &v {
+                    bosun::inventory::collect_secrets(file, m, secrets).map_err(|e| e.render())?;
+                }
+            }
+            v
         } else if it.trim_start().starts_with('{') {
             bosun::yaml::parse(Path::new("-e"), it).map_err(|e| e.render())?
         } else if let Some((k, v)) = it.split_once('=') {
@@ -314,7 +339,7 @@ fn parse_extra_vars(items: &[String]) -> Result<Map<String, Value>, String> {
 async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
     let check = a.check || plan;
     let diff = a.diff || plan;
-    let inv = match load_inventory(&a.inventory) {
+    let mut inv = match load_inventory(&a.inventory) {
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),
     };
@@ -332,7 +357,11 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
         Ok(s) => s,
         Err(e) => return load_errors(&e),
     };
-    let extra_vars = match parse_extra_vars(&a.extra_vars) {
+    let extra_vars = match parse_extra_vars(
+        &a.extra_vars,
+        inv.secrets_identity.as_deref(),
+        &mut inv.secret_values,
+    ) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };

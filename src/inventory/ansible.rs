@@ -357,6 +357,7 @@ impl Doc {
             vars: self.all_vars,
             secrets: Map::new(),
             secrets_file: None,
+            secrets_identity: None,
             lab: false,
             hosts: self
                 .hosts

@@ -88,6 +88,8 @@ struct Mapping {
     #[serde(default)]
     secrets: Map<String, Value>,
     secrets_file: Option<Spanned<String>>,
+    /// Identity for an age-encrypted `secrets_file` (as in a bosun inventory).
+    secrets_identity: Option<String>,
     #[serde(default)]
     groups: IndexMap<String, Spanned<MapGroup>>,
     #[serde(default)]
@@ -614,6 +616,7 @@ fn build(
         vars: mapping.vars,
         secrets: mapping.secrets,
         secrets_file: mapping.secrets_file,
+        secrets_identity: mapping.secrets_identity,
         lab: false,
         hosts,
         groups,
