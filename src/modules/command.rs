@@ -189,62 +189,9 @@ impl Module for Command {
     }
 }
 
-/// Splits a command line into words the way a shell would for quoting only: single and
-/// double quotes group, backslash escapes; nothing is expanded.
+/// Splits a command line into words the way a shell would for quoting only.
 pub fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => cur.push(ch),
-                        None => return Err(format!("unclosed single quote in `{s}`")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch) => cur.push(ch),
-                            None => return Err(format!("trailing backslash in `{s}`")),
-                        },
-                        Some(ch) => cur.push(ch),
-                        None => return Err(format!("unclosed double quote in `{s}`")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(ch) => cur.push(ch),
-                    None => return Err(format!("trailing backslash in `{s}`")),
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
+    crate::text::split_words(s, false)
 }
 
 #[cfg(test)]

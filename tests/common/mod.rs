@@ -55,57 +55,11 @@ fn keygen(path: &Path) {
 impl Sshd {
     /// Starts sshd on `n` loopback addresses (127.0.0.2, .3, ...) sharing one port.
     pub fn start(n: usize) -> Sshd {
-        let dir = tempdir("sshd");
-        let host_key = dir.join("host_ed25519");
-        keygen(&host_key);
-        let client_key = dir.join("client_ed25519");
-        keygen(&client_key);
-        std::fs::copy(
-            client_key.with_extension("pub"),
-            dir.join("authorized_keys"),
-        )
-        .expect("authorized_keys");
-        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
-        let port = free_port();
-        let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.{}", i + 2)).collect();
-        let listen: String = addrs
-            .iter()
-            .map(|a| format!("ListenAddress {a}:{port}\n"))
-            .collect();
-        let config = format!(
-            "{listen}HostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\n\
-             PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 200\n\
-             MaxSessions 10\nLogLevel ERROR\n",
-            hk = host_key.display(),
-            ak = dir.join("authorized_keys").display(),
-            dir = dir.display()
-        );
-        let cfg = dir.join("sshd_config");
-        std::fs::write(&cfg, config).expect("write sshd_config");
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sshd installed (apt-get install openssh-server)");
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sshd");
-        let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).expect("host pub");
-        let s = Sshd {
-            dir,
-            port,
-            addrs,
-            client_key,
-            host_pub: host_pub.trim().to_string(),
-            child,
-        };
-        for a in &s.addrs {
-            s.wait_ready(a);
-        }
-        s
+        Sshd::start_with(SshdSpec {
+            addrs: (0..n).map(|i| format!("127.0.0.{}", i + 2)).collect(),
+            extra_config: "MaxSessions 10".into(),
+            ..SshdSpec::default()
+        })
     }
 
     /// Ready = the SSH banner arrives (bounded; no fixed sleeps).

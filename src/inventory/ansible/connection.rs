@@ -241,7 +241,7 @@ const SSH_FLAGS_WITH_ARG: &str = "BbcDEeFIiLlmOoPpQRSWwJ";
 /// The jump chain in ssh arguments (`Some("")` for `ProxyJump=none`: explicitly none), and
 /// the parts bosun ignores.
 pub(super) fn jump_from_args(args: &str) -> (Option<String>, Vec<String>) {
-    let words = match super::ini::split_words(args, false) {
+    let words = match crate::text::split_words(args, false) {
         Ok(w) => w,
         Err(_) => return (None, vec![args.to_string()]),
     };
@@ -319,7 +319,7 @@ fn normalize_chain(v: &str) -> Option<String> {
 
 /// `ssh [-q] [-p PORT] [-l USER] [-J CHAIN] -W %h:%p [USER@]HOST` as a jump chain.
 fn proxy_command(cmd: &str) -> Option<String> {
-    let words = super::ini::split_words(cmd, false).ok()?;
+    let words = crate::text::split_words(cmd, false).ok()?;
     let (prog, rest) = words.split_first()?;
     if prog.rsplit('/').next() != Some("ssh") {
         return None;

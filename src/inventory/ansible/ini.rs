@@ -166,7 +166,7 @@ fn host_line(
     group: Option<&str>,
     doc: &mut Doc,
 ) -> Result<(), LoadError> {
-    let words = split_words(line, true).map_err(|e| {
+    let words = crate::text::split_words(line, true).map_err(|e| {
         LoadError::new(place.clone(), e).hint("close the quote, or escape it with a backslash")
     })?;
     let Some((pattern, rest)) = words.split_first() else {
@@ -334,68 +334,6 @@ pub(super) fn expand(pattern: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Splits a line into words as a POSIX shell would (Python's `shlex`): quotes group,
-/// backslash escapes, and with `comments` an unquoted `#` ends the line.
-pub(super) fn split_words(line: &str, comments: bool) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '#' if comments => break,
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(x) => cur.push(x),
-                        None => return Err(format!("unclosed quote in `{line}`")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(x @ ('"' | '\\' | '$' | '`')) => cur.push(x),
-                            Some(x) => {
-                                cur.push('\\');
-                                cur.push(x);
-                            }
-                            None => return Err(format!("unclosed quote in `{line}`")),
-                        },
-                        Some(x) => cur.push(x),
-                        None => return Err(format!("unclosed quote in `{line}`")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(x) = chars.next() {
-                    cur.push(x);
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,12 +388,12 @@ mod tests {
     #[test]
     fn words_quotes_and_comments() {
         assert_eq!(
-            split_words(r#"h1 a="x y" b='1#2' c=\# # comment"#, true).unwrap(),
+            crate::text::split_words(r#"h1 a="x y" b='1#2' c=\# # comment"#, true).unwrap(),
             ["h1", "a=x y", "b=1#2", "c=#"]
         );
-        assert_eq!(split_words("a#b", true).unwrap(), ["a"]);
-        assert_eq!(split_words("a#b", false).unwrap(), ["a#b"]);
-        assert!(split_words("h1 a='x", true).is_err());
+        assert_eq!(crate::text::split_words("a#b", true).unwrap(), ["a"]);
+        assert_eq!(crate::text::split_words("a#b", false).unwrap(), ["a#b"]);
+        assert!(crate::text::split_words("h1 a='x", true).is_err());
         assert_eq!(strip_comment("8080 # web port"), "8080");
         assert_eq!(strip_comment("'a #b'"), "'a #b'");
         assert_eq!(strip_comment("x#y"), "x#y");
