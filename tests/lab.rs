@@ -5,21 +5,8 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::path::PathBuf;
 
 const HOSTS: [&str; 7] = ["lb", "saleor", "storefront", "pg1", "pg2", "pg3", "etcd"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn lab_ssh(host: &str, cmd: &str) -> (i32, String) {
-    let o = bosun(&repo(), &["lab", "ssh", host, cmd]);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).trim().to_string(),
-    )
-}
 
 fn converge(extra: &[&str]) -> (std::process::Output, Vec<Value>) {
     let mut args = vec!["converge", "-i", "inventory/lab.yml", "--output", "json"];

@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,20 +12,8 @@ const LB: &str = "10.20.0.11";
 const STOREFRONT: &str = "10.20.0.13";
 const APP_PASSWORD: &str = "lab-saleor-db-pw";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn run(args: &[&str]) -> std::process::Output {
     bosun(&repo(), args)
-}
-
-fn lab_ssh(host: &str, cmd: &str) -> (i32, String) {
-    let o = run(&["lab", "ssh", host, cmd]);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).trim().to_string(),
-    )
 }
 
 fn converge(extra: &[&str]) -> (std::process::Output, Vec<Value>, f64) {

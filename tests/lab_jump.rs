@@ -20,18 +20,6 @@ const MARKER: &str = "/tmp/bosun-jump-test";
 /// How long the controller's address stays blocked at most, whatever happens to the test.
 const BLOCK_SECS: u64 = 300;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn lab_ssh(host: &str, cmd: &str) -> (i32, String) {
-    let o = bosun(&repo(), &["lab", "ssh", host, cmd]);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).trim().to_string(),
-    )
-}
-
 /// `bosun exec --output json`: exit code and host → its JSON line.
 fn exec(dir: &Path, inventory: &str, cmd: &str) -> (i32, BTreeMap<String, Value>) {
     let o = bosun(

@@ -79,6 +79,23 @@ fn ssh_key(dir: &Path, name: &str, kind: &[&str]) -> (PathBuf, String) {
     (path, public.trim().to_string())
 }
 
+/// `bosun secret rekey secrets.yml.age --identity IDENTITY -r RECIPIENT`, which must succeed.
+fn rekey_to(dir: &Path, identity: &Path, recipient: &str) {
+    ok(&run(
+        dir,
+        &[
+            "secret",
+            "rekey",
+            "secrets.yml.age",
+            "--identity",
+            p(identity),
+            "-r",
+            recipient,
+        ],
+        &[],
+    ));
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
@@ -321,19 +338,7 @@ fn x25519_round_trip_and_rekey_through_the_recipients_list() {
     );
 
     // rekey to bob alone: alice is out.
-    ok(&run(
-        &dir,
-        &[
-            "secret",
-            "rekey",
-            "secrets.yml.age",
-            "--identity",
-            p(&b),
-            "-r",
-            &b_pub,
-        ],
-        &[],
-    ));
+    rekey_to(&dir, &b, &b_pub);
     fails(&dec(&a), &["none of the identities"]);
     assert_eq!(ok(&dec(&b)), want);
     let list = std::fs::read_to_string(&side).expect("sidecar");
@@ -403,19 +408,7 @@ fn ssh_ed25519_and_rsa_recipients_round_trip() {
     assert_eq!(ok(&dec(&ed)), want);
 
     // rekey to the ed25519 key only.
-    ok(&run(
-        &dir,
-        &[
-            "secret",
-            "rekey",
-            "secrets.yml.age",
-            "--identity",
-            p(&rsa),
-            "-r",
-            &ed_pub,
-        ],
-        &[],
-    ));
+    rekey_to(&dir, &rsa, &ed_pub);
     fails(&dec(&rsa), &["none of the identities"]);
     assert_eq!(ok(&dec(&ed)), want);
 

@@ -244,3 +244,17 @@ pub fn events(o: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect()
 }
+
+/// The repository root (lab tests run bosun from there, with inventory/lab.yml).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `bosun lab ssh HOST CMD`: its exit code and trimmed stdout.
+pub fn lab_ssh(host: &str, cmd: &str) -> (i32, String) {
+    let o = bosun(&repo(), &["lab", "ssh", host, cmd]);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+    )
+}
