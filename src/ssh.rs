@@ -4,7 +4,7 @@
 //! for non-root users), so no script — and no secret in it — ever appears in a process
 //! list or hits sshd's command-length limit.
 
-use crate::inventory::{Host, Inventory, SshDefaults};
+use crate::inventory::{Host, Inventory};
 use crate::jump::{JumpPool, Lease, Tunnel};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey};
@@ -75,22 +75,16 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    pub fn from_inventory(ssh: &SshDefaults, known_hosts: &Path, accept_new: bool) -> Self {
+    /// The inventory's ssh settings; jump hosts may name inventory hosts.
+    pub fn for_inventory(inv: &Inventory, accept_new: bool) -> Self {
+        let ssh = &inv.ssh;
         ConnectOptions {
-            known_hosts: known_hosts.to_path_buf(),
+            known_hosts: inv.known_hosts.clone(),
             accept_new_host_keys: accept_new,
             connect_timeout: ssh.connect_timeout(),
             keepalive: Duration::from_secs(ssh.keepalive_interval.max(1)),
             max_channels: ssh.max_channels.clamp(1, 64),
-            jumps: Arc::new(JumpPool::new(ssh, std::iter::empty())),
-        }
-    }
-
-    /// Like [`Self::from_inventory`], and jump hosts may name inventory hosts.
-    pub fn for_inventory(inv: &Inventory, accept_new: bool) -> Self {
-        ConnectOptions {
-            jumps: Arc::new(JumpPool::new(&inv.ssh, inv.hosts.values())),
-            ..Self::from_inventory(&inv.ssh, &inv.known_hosts, accept_new)
+            jumps: Arc::new(JumpPool::new(ssh, inv.hosts.values())),
         }
     }
 }
@@ -445,9 +439,8 @@ impl Connection {
         };
         let mut ch = self.handle.channel_open_session().await.map_err(err)?;
         // The script arrives on stdin and is read whole before it runs, so commands inside
-        // it never consume the rest of the script as their input. It is never part of a
-        // command line, where rendered secrets would show in `ps` and in sudo's log; that
-        // costs one `cat` per round trip (measured: a few ms of host CPU, see bench/).
+        // it never consume the rest of the script as their input (and, as the module doc
+        // says, never shows in a process list); the price is one `cat` per round trip.
         let runner = "/bin/sh -c 'b=$(cat) && eval \"$b\"'";
         let cmd = if self.become_root {
             format!("sudo -n -H {runner}")

@@ -56,15 +56,6 @@ fn graphql(query: &str) -> Value {
     serde_json::from_str(&resp).unwrap_or(Value::Null)
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "{what}: not true after {limit:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    t0.elapsed()
-}
-
 fn pm2_online() -> bool {
     let (_, jlist) = lab_ssh(
         "storefront",

@@ -51,16 +51,6 @@ fn is_replicating(m: &Value) -> bool {
         && matches!(m["state"].as_str(), Some("running" | "streaming"))
 }
 
-/// Polls until `f` holds (bounded); returns how long it took.
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "{what}: not true after {limit:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    t0.elapsed()
-}
-
 fn converge(extra: &[&str]) -> (std::process::Output, Vec<Value>) {
     let mut args = vec!["converge", "-i", "inventory/lab.yml", "--output", "json"];
     args.extend_from_slice(extra);

@@ -79,6 +79,21 @@ fn ssh_key(dir: &Path, name: &str, kind: &[&str]) -> (PathBuf, String) {
     (path, public.trim().to_string())
 }
 
+/// `bosun secret decrypt secrets.yml.age --identity IDENTITY` in `dir`.
+fn decrypt_with(dir: &Path, identity: &Path) -> Output {
+    run(
+        dir,
+        &[
+            "secret",
+            "decrypt",
+            "secrets.yml.age",
+            "--identity",
+            p(identity),
+        ],
+        &[],
+    )
+}
+
 /// `bosun secret rekey secrets.yml.age --identity IDENTITY -r RECIPIENT`, which must succeed.
 fn rekey_to(dir: &Path, identity: &Path, recipient: &str) {
     ok(&run(
@@ -279,13 +294,7 @@ fn x25519_round_trip_and_rekey_through_the_recipients_list() {
         .expect("sidecar")
         .contains(&a_pub));
 
-    let dec = |id: &Path| {
-        run(
-            &dir,
-            &["secret", "decrypt", "secrets.yml.age", "--identity", p(id)],
-            &[],
-        )
-    };
+    let dec = |id: &Path| decrypt_with(&dir, id);
     assert_eq!(ok(&dec(&a)), PLAIN);
     fails(
         &dec(&b),
@@ -377,13 +386,7 @@ fn ssh_ed25519_and_rsa_recipients_round_trip() {
     let side = std::fs::read_to_string(dir.join("secrets.yml.recipients")).expect("sidecar");
     assert!(side.contains(&ed_pub) && side.contains(&rsa_pub), "{side}");
 
-    let dec = |id: &Path| {
-        run(
-            &dir,
-            &["secret", "decrypt", "secrets.yml.age", "--identity", p(id)],
-            &[],
-        )
-    };
+    let dec = |id: &Path| decrypt_with(&dir, id);
     assert_eq!(ok(&dec(&ed)), PLAIN);
     assert_eq!(ok(&dec(&rsa)), PLAIN);
 

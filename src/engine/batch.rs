@@ -61,18 +61,13 @@ impl Batch {
         let background: Vec<usize> = (0..self.steps.len()).filter(|i| self.steps[*i].1).collect();
         // Every process counts on the host (a no-op is a handful of them): the directory
         // for background results is made only when there are background steps.
-        let mut s = if background.is_empty() {
-            String::from(
-                "__be=$(mktemp) || exit 99\ntrap 'rm -f \"$__be\"' EXIT\n\
-                 export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n",
-            )
+        let mut s = String::from("__be=$(mktemp) || exit 99\n");
+        s.push_str(if background.is_empty() {
+            "trap 'rm -f \"$__be\"' EXIT\n"
         } else {
-            String::from(
-                "__be=$(mktemp) || exit 99\n__bd=$(mktemp -d) || exit 99\n\
-                 trap 'rm -rf \"$__be\" \"$__bd\"' EXIT\n\
-                 export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n",
-            )
-        };
+            "__bd=$(mktemp -d) || exit 99\ntrap 'rm -rf \"$__be\" \"$__bd\"' EXIT\n"
+        });
+        s.push_str("export LC_ALL=C DEBIAN_FRONTEND=noninteractive\n");
         for &i in &background {
             let body = &self.steps[i].0;
             s.push_str(&format!(

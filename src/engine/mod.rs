@@ -21,7 +21,7 @@ use expand::{Globals, PlayVars, Scope};
 use futures::stream::{FuturesUnordered, StreamExt};
 use host::{Entry, HostEnd, HostRun, PlayCtx};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, Mutex, Semaphore};
@@ -205,14 +205,17 @@ pub async fn run(
     let started = Instant::now();
     let copts = ConnectOptions::for_inventory(&inv, opts.accept_new_host_keys);
     let globals = Globals::new(&inv);
+    // Each play's hosts, selected once (a play whose pattern fails was reported by preflight).
+    let hosts_of_play: Vec<Option<Vec<&Host>>> = site
+        .plays
+        .iter()
+        .map(|play| play_hosts(&inv, play, &opts).ok())
+        .collect();
     let mut all_hosts: Vec<String> = Vec::new();
-    for play in &site.plays {
-        if let Ok(hs) = play_hosts(&inv, play, &opts) {
-            for h in hs {
-                if !all_hosts.contains(&h.name) {
-                    all_hosts.push(h.name.clone());
-                }
-            }
+    let mut seen: HashSet<&str> = HashSet::new();
+    for h in hosts_of_play.iter().flatten().flatten() {
+        if seen.insert(&h.name) {
+            all_hosts.push(h.name.clone());
         }
     }
     emitter.send(Event::RunStart {
@@ -243,21 +246,20 @@ pub async fn run(
     // The last play of each host: its connection is closed as soon as that play is done
     // for it, so memory and open sessions are bounded by --forks, not by the host count.
     let mut last_play: HashMap<String, usize> = HashMap::new();
-    for (pi, play) in site.plays.iter().enumerate() {
-        if let Ok(hs) = play_hosts(&inv, play, &opts) {
-            for h in hs {
-                last_play.insert(h.name.clone(), pi);
-            }
+    for (pi, hs) in hosts_of_play.iter().enumerate() {
+        for h in hs.iter().flatten() {
+            last_play.insert(h.name.clone(), pi);
         }
     }
     let last_play = Arc::new(last_play);
 
     'plays: for (play_index, play) in site.plays.iter().enumerate() {
-        let Ok(hosts) = play_hosts(&inv, play, &opts) else {
+        let Some(hosts) = &hosts_of_play[play_index] else {
             continue;
         };
         let hosts: Vec<&Host> = hosts
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|h| {
                 state
                     .get(&h.name)

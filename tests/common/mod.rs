@@ -258,3 +258,13 @@ pub fn lab_ssh(host: &str, cmd: &str) -> (i32, String) {
         String::from_utf8_lossy(&o.stdout).trim().to_string(),
     )
 }
+
+/// Polls until `f` holds (bounded); returns how long it took.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what}: not true after {limit:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    t0.elapsed()
+}
