@@ -60,6 +60,9 @@ pub struct HostRecap {
     pub failed: u32,
     pub skipped: u32,
     pub unreachable: bool,
+    /// The run was interrupted before this host was done.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub interrupted: bool,
     pub seconds: f64,
     /// Remote scripts run on this host (one per probe or apply round trip).
     pub execs: u64,
@@ -91,6 +94,13 @@ pub enum Event {
         play: String,
         handlers: Vec<String>,
     },
+    /// Handlers an earlier run notified but never ran (it was interrupted or failed):
+    /// they run at the end of this play.
+    HandlersPending {
+        host: String,
+        play: String,
+        handlers: Vec<String>,
+    },
     HostUnreachable {
         host: String,
         message: String,
@@ -114,5 +124,8 @@ pub enum Event {
         changed_tasks: Vec<(String, String)>,
         seconds: f64,
         check: bool,
+        /// Ctrl-C or SIGTERM stopped the run early.
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        interrupted: bool,
     },
 }

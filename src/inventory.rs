@@ -114,6 +114,10 @@ struct RawInventory {
     /// These hosts are the built-in lab: `converge` boots it first when it is down.
     #[serde(default)]
     lab: bool,
+    /// Deadline of every task without its own `timeout:` (seconds; plays may override).
+    task_timeout: Option<Spanned<Value>>,
+    /// Deadline of every probe (seconds).
+    probe_timeout: Option<Spanned<Value>>,
     #[serde(default)]
     hosts: IndexMap<String, Spanned<RawHost>>,
     #[serde(default)]
@@ -179,6 +183,25 @@ pub struct Group {
     pub children: Vec<String>,
 }
 
+/// Deadlines of remote steps: a step that overstays is killed on the host and its task
+/// fails, so a converge always ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A task's apply step (builds and migrations included): 30 minutes by default.
+    pub task: Duration,
+    /// A probe (reading state should be quick; a hung guard must not hold the run).
+    pub probe: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            task: Duration::from_secs(1800),
+            probe: Duration::from_secs(120),
+        }
+    }
+}
+
 /// A parsed, validated inventory.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -192,6 +215,8 @@ pub struct Inventory {
     pub secret_values: BTreeSet<String>,
     /// The hosts are the built-in lab's (`lab: true`).
     pub lab: bool,
+    /// How long remote steps may run (`task_timeout:`, `probe_timeout:`).
+    pub timeouts: Timeouts,
     /// Things in the input bosun reads but does not honour (`file:line: what`); the CLI
     /// prints them to stderr so nothing is ignored silently.
     pub warnings: Vec<String>,
@@ -247,6 +272,20 @@ impl Inventory {
             raw.secrets = all;
         }
         let ssh = raw.ssh.unwrap_or_default();
+        let timeout = |t: &Option<Spanned<Value>>, key: &str, default: Duration| match t {
+            None => Ok(default),
+            Some(t) => crate::site::positive_seconds(&t.value).ok_or_else(|| {
+                LoadError::new(
+                    Place::at(path, &t.referenced),
+                    format!("{key} `{}` is not a positive number of seconds", t.value),
+                )
+                .hint(format!("{key}: {}", default.as_secs()))
+            }),
+        };
+        let timeouts = Timeouts {
+            task: timeout(&raw.task_timeout, "task_timeout", Timeouts::default().task)?,
+            probe: timeout(&raw.probe_timeout, "probe_timeout", Timeouts::default().probe)?,
+        };
         let known_hosts = match &ssh.known_hosts {
             Some(k) => resolve_path(base, k),
             None => home().join(".ssh/known_hosts"),
@@ -405,6 +444,7 @@ impl Inventory {
             groups,
             secret_values,
             lab: raw.lab,
+            timeouts,
             warnings: Vec::new(),
             secrets_identity,
         })

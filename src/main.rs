@@ -378,6 +378,7 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
         extra_vars,
         force_handlers: a.force_handlers,
         accept_new_host_keys: a.accept_new_host_keys,
+        interrupt: bosun::interrupt::Interrupt::new(),
     };
     let templates = Templates::new();
     if let Err(e) = engine::preflight(&inv, &site, &opts, &templates) {
@@ -396,6 +397,7 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
     let redactor = Redactor::new(&inv.secret_values);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let emitter = Arc::new(Emitter::new(tx, redactor));
+    let signals = tokio::spawn(watch_signals(opts.interrupt.clone()));
     let run = tokio::spawn(engine::run(
         Arc::new(inv),
         Arc::new(site),
@@ -411,12 +413,41 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(format!("the run stopped unexpectedly: {e}")),
     };
-    if summary.failed {
+    signals.abort();
+    if summary.interrupted {
+        130
+    } else if summary.failed {
         1
     } else if plan && summary.changed {
         2
     } else {
         0
+    }
+}
+
+/// Ctrl-C and SIGTERM: the first asks the run to finish what runs and start nothing new,
+/// the second to kill what runs on the hosts now (see `bosun::interrupt`).
+async fn watch_signals(interrupt: bosun::interrupt::Interrupt) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let level = interrupt.raise();
+        eprintln!(
+            "{} {}",
+            console::style("interrupted:").yellow().bold(),
+            if level == 1 {
+                "finishing the steps that run now (at most 60 s), starting nothing new; press Ctrl-C again to stop them at once"
+            } else {
+                "stopping the steps that run now and cleaning up"
+            }
+        );
     }
 }
 

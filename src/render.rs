@@ -106,6 +106,13 @@ impl Renderer {
             Event::HandlersSkipped { host, handlers, .. } => {
                 self.line(&format!("  {} [{host}] handlers not run because a task failed: {} (use --force-handlers)", style("note:").yellow(), handlers.join(", ")));
             }
+            Event::HandlersPending { host, handlers, .. } => {
+                self.line(&format!(
+                    "  {} [{host}] handlers notified by an earlier run that did not finish; they run at the end of this play: {}",
+                    style("pending:").yellow(),
+                    handlers.join(", ")
+                ));
+            }
             Event::HostUnreachable { host, message } => {
                 self.bar_done(host, "unreachable");
                 self.line(&format!(
@@ -132,11 +139,12 @@ impl Renderer {
                 changed_tasks,
                 seconds,
                 check,
+                interrupted,
             } => {
                 for (_, pb) in self.host_bars.drain() {
                     pb.finish_and_clear();
                 }
-                self.recap(hosts, changed_tasks, *seconds, *check);
+                self.recap(hosts, changed_tasks, *seconds, *check, *interrupted);
             }
         }
     }
@@ -248,15 +256,16 @@ impl Renderer {
         changed_tasks: &[(String, String)],
         seconds: f64,
         check: bool,
+        interrupted: bool,
     ) {
         let w = hosts.iter().map(|h| h.host.len()).max().unwrap_or(4).max(4);
         self.line("");
         self.line(&format!(
             "{}",
-            style(if check {
-                "RECAP (check mode: nothing was changed)"
-            } else {
-                "RECAP"
+            style(match (check, interrupted) {
+                (_, true) => "RECAP (INTERRUPTED: nothing new was started after the signal)",
+                (true, false) => "RECAP (check mode: nothing was changed)",
+                (false, false) => "RECAP",
             })
             .bold()
         ));
@@ -289,6 +298,9 @@ impl Renderer {
                         .collect::<Vec<_>>()
                         .join(" ")
                 ));
+            }
+            if h.interrupted {
+                row.push_str("  (interrupted)");
             }
             let row = if h.failed > 0 || h.unreachable {
                 style(row).red().to_string()

@@ -84,6 +84,8 @@ pub struct Play {
     pub max_fail_percentage: Option<f64>,
     pub vars: Map<String, Value>,
     pub tags: Vec<String>,
+    /// `task_timeout:` — the deadline of every task of the play without its own `timeout`.
+    pub task_timeout: Option<std::time::Duration>,
     pub place: Place,
 }
 
@@ -107,6 +109,8 @@ pub struct Task {
     pub changed_when: Option<Value>,
     /// `failed_when`: an expression over the task's result.
     pub failed_when: Option<String>,
+    /// `timeout:` — how long the task's remote step may run before it is killed.
+    pub timeout: Option<std::time::Duration>,
     pub place: Place,
     pub role: String,
 }
@@ -142,6 +146,7 @@ struct RawPlay {
     vars: Map<String, Value>,
     #[serde(default)]
     tags: Vec<String>,
+    task_timeout: Option<Spanned<Value>>,
 }
 
 type RawTask = Spanned<IndexMap<Spanned<String>, Spanned<Value>>>;
@@ -161,7 +166,18 @@ const KEYWORDS: &[&str] = &[
     "run_once",
     "changed_when",
     "failed_when",
+    "timeout",
 ];
+
+/// A deadline in seconds: a positive number (`timeout: 300`, `task_timeout: 1.5`).
+pub fn positive_seconds(v: &Value) -> Option<std::time::Duration> {
+    let secs = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| std::time::Duration::from_secs_f64(secs))
+}
 
 impl Site {
     /// Loads the site and every role it names; reports all errors found, not just the first.
@@ -191,6 +207,22 @@ impl Site {
                     ));
                 }
             }
+            let task_timeout = match &p.task_timeout {
+                None => None,
+                Some(t) => match positive_seconds(&t.value) {
+                    Some(d) => Some(d),
+                    None => {
+                        errors.push(
+                            LoadError::new(
+                                Place::at(path, &t.referenced),
+                                format!("task_timeout `{}` is not a positive number of seconds", t.value),
+                            )
+                            .hint("task_timeout: 1800"),
+                        );
+                        None
+                    }
+                },
+            };
             for r in &p.roles {
                 if roles.contains_key(&r.value) {
                     continue;
@@ -233,6 +265,7 @@ impl Site {
                 max_fail_percentage: p.max_fail_percentage,
                 vars: p.vars,
                 tags: p.tags,
+                task_timeout,
                 place,
             });
         }
@@ -404,6 +437,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask) -> Result<Task, LoadError> {
         run_once: false,
         changed_when: None,
         failed_when: None,
+        timeout: None,
         place: place.clone(),
         role: role.to_string(),
     };
@@ -455,6 +489,11 @@ fn parse_task(file: &Path, role: &str, rt: RawTask) -> Result<Task, LoadError> {
                     return Err(bad("true, false or an expression"));
                 }
                 t.changed_when = Some(val)
+            }
+            "timeout" => {
+                t.timeout = Some(positive_seconds(&val).ok_or_else(|| {
+                    bad("a positive number of seconds").hint("timeout: 300")
+                })?)
             }
             "failed_when" => {
                 t.failed_when = Some(

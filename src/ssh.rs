@@ -5,6 +5,7 @@
 //! list or hits sshd's command-length limit.
 
 use crate::inventory::{Host, Inventory};
+use crate::interrupt::Interrupt;
 use crate::jump::{JumpPool, Lease, Tunnel};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey};
@@ -95,6 +96,70 @@ pub struct Output {
     pub rc: i32,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Set when bosun killed the script's process group on the host.
+    pub killed: Option<Killed>,
+    /// The script's process group on the host.
+    pub pgid: Option<u32>,
+}
+
+/// Why bosun killed a remote script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Killed {
+    /// A step overstayed its deadline (see [`Watch`]).
+    Deadline,
+    /// The operator interrupted the run (Ctrl-C, SIGTERM).
+    Interrupted,
+}
+
+/// Deadlines of a running script, read from its output as it streams in.
+pub trait Watch: Send + Sync {
+    /// Everything the script printed so far; returns the instant by which it must end.
+    fn deadline(&mut self, stdout: &[u8], now: Instant) -> Option<Instant>;
+    /// The deadline passed at `now`: note what overstayed (the script is killed next).
+    fn expire(&mut self, _now: Instant) {}
+    /// Shell that removes what the killed script leaves behind.
+    fn cleanup(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A script with no deadline (`bosun exec`, facts, status).
+pub struct NoDeadline;
+
+impl Watch for NoDeadline {
+    fn deadline(&mut self, _: &[u8], _: Instant) -> Option<Instant> {
+        None
+    }
+}
+
+/// Runs first in every script: prints the script's process group (what bosun kills on a
+/// deadline) as the first line of stdout, and keeps it in `$__pg`. Builtins only.
+const PROLOGUE: &str = "__pg=$$\n\
+    if read -r __s < /proc/$$/stat 2>/dev/null; then __s=${__s##*) }; set -- $__s; __pg=${3:-$$}; set --; fi\n\
+    printf '@@bosun-pg:%s\\n' \"$__pg\"\n";
+
+const PGID_MARK: &[u8] = b"@@bosun-pg:";
+
+/// The process group from the prologue's line, if it has arrived.
+fn peek_pgid(stdout: &[u8]) -> Option<u32> {
+    let rest = stdout.strip_prefix(PGID_MARK)?;
+    let nl = rest.iter().position(|b| *b == b'\n')?;
+    let pg: u32 = std::str::from_utf8(&rest[..nl]).ok()?.parse().ok()?;
+    // Never a kernel or init group.
+    (pg > 1).then_some(pg)
+}
+
+/// Takes the prologue's line off the front of stdout; returns the process group.
+fn take_pgid(stdout: &mut Vec<u8>) -> Option<u32> {
+    let pg = peek_pgid(stdout);
+    if stdout.starts_with(PGID_MARK) {
+        let end = stdout
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(stdout.len(), |p| p + 1);
+        stdout.drain(..end);
+    }
+    pg
 }
 
 struct Verifier {
@@ -422,8 +487,21 @@ impl Connection {
         self.execs.load(Ordering::Relaxed)
     }
 
-    /// Runs `script` with `/bin/sh` on the host and collects its output.
+    /// Runs `script` with `/bin/sh` on the host and collects its output (no deadline).
     pub async fn run(&self, script: &str) -> Result<Output, SshError> {
+        self.run_watched(script, &mut NoDeadline, None).await
+    }
+
+    /// Runs `script`, following its stdout with `watch`: when the deadline `watch` gives
+    /// passes, or `interrupt` asks (see [`crate::interrupt`]), the script's whole process
+    /// group is killed on the host, `watch`'s cleanup runs there, and what the script
+    /// printed until then is returned with [`Output::killed`] set.
+    pub async fn run_watched(
+        &self,
+        script: &str,
+        watch: &mut dyn Watch,
+        interrupt: Option<&Interrupt>,
+    ) -> Result<Output, SshError> {
         let _permit = self
             .channels
             .acquire()
@@ -438,34 +516,77 @@ impl Connection {
             reason: e.to_string(),
         };
         let mut ch = self.handle.channel_open_session().await.map_err(err)?;
-        // The script arrives on stdin and is read whole before it runs, so commands inside
-        // it never consume the rest of the script as their input (and, as the module doc
-        // says, never shows in a process list); the price is one `cat` per round trip.
-        let runner = "/bin/sh -c 'b=$(cat) && eval \"$b\"'";
-        let cmd = if self.become_root {
-            format!("sudo -n -H {runner}")
-        } else {
-            runner.to_string()
-        };
-        ch.exec(true, cmd).await.map_err(err)?;
-        ch.data(script.as_bytes()).await.map_err(err)?;
+        ch.exec(true, self.runner()).await.map_err(err)?;
+        ch.data(format!("{PROLOGUE}{script}").as_bytes())
+            .await
+            .map_err(err)?;
         ch.eof().await.map_err(err)?;
         let mut out = Output::default();
         let mut rc = None;
-        while let Some(msg) = ch.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => rc = Some(exit_status as i32),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    out.stderr
-                        .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
-                    rc = Some(128);
+        let mut deadline = watch.deadline(&out.stdout, Instant::now());
+        let never = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let finishing = async {
+            match interrupt {
+                Some(i) => i.reached(1).await,
+                None => std::future::pending().await,
+            }
+        };
+        let aborting = async {
+            match interrupt {
+                Some(i) => i.reached(2).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(finishing, aborting);
+        let mut grace_from: Option<Instant> = None;
+        loop {
+            let until = match (deadline, grace_from) {
+                (Some(d), Some(g)) => d.min(g + crate::interrupt::GRACE),
+                (Some(d), None) => d,
+                (None, Some(g)) => g + crate::interrupt::GRACE,
+                (None, None) => never(),
+            };
+            tokio::select! {
+                msg = ch.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        out.stdout.extend_from_slice(&data);
+                        deadline = watch.deadline(&out.stdout, Instant::now());
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => out.stderr.extend_from_slice(&data),
+                    Some(ChannelMsg::ExitStatus { exit_status }) => rc = Some(exit_status as i32),
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        out.stderr
+                            .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                        rc = Some(128);
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(until.into()) => {
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| d <= now) {
+                        watch.expire(now);
+                        out.killed = Some(Killed::Deadline);
+                    } else {
+                        out.killed = Some(Killed::Interrupted);
+                    }
+                    self.kill(&mut ch, &mut out, &*watch).await;
+                    break;
                 }
-                _ => {}
+                _ = &mut finishing, if grace_from.is_none() => grace_from = Some(Instant::now()),
+                _ = &mut aborting => {
+                    out.killed = Some(Killed::Interrupted);
+                    self.kill(&mut ch, &mut out, &*watch).await;
+                    break;
+                }
             }
         }
         let _ = ch.close().await;
+        out.pgid = take_pgid(&mut out.stdout);
+        if out.killed.is_some() {
+            out.rc = rc.unwrap_or(137);
+            return Ok(out);
+        }
         out.rc = match rc {
             Some(c) => c,
             None => {
@@ -488,6 +609,70 @@ impl Connection {
             });
         }
         Ok(out)
+    }
+
+    /// The command that reads a script from stdin and runs it.
+    fn runner(&self) -> String {
+        // The script arrives on stdin and is read whole before it runs, so commands inside
+        // it never consume the rest of the script as their input (and, as the module doc
+        // says, never shows in a process list); the price is one `cat` per round trip.
+        let runner = "/bin/sh -c 'b=$(cat) && eval \"$b\"'";
+        if self.become_root {
+            format!("sudo -n -H {runner}")
+        } else {
+            runner.to_string()
+        }
+    }
+
+    /// Kills the process group of the script running on `ch` (from a second channel),
+    /// runs `watch`'s cleanup, and collects what the dying script still sends.
+    async fn kill(
+        &self,
+        ch: &mut russh::Channel<client::Msg>,
+        out: &mut Output,
+        watch: &dyn Watch,
+    ) {
+        let Some(pg) = peek_pgid(&out.stdout) else {
+            // The prologue's line has not arrived: the script has not started its steps;
+            // closing the channel is all there is to do.
+            return;
+        };
+        // TERM first (a package manager may clean up), KILL what is left after 3 s.
+        let mut kill = format!(
+            "kill -TERM -{pg} 2>/dev/null
+__i=0
+\
+             while kill -0 -{pg} 2>/dev/null && [ $__i -lt 30 ]; do sleep 0.1; __i=$((__i+1)); done
+\
+             kill -KILL -{pg} 2>/dev/null
+"
+        );
+        if let Some(c) = watch.cleanup() {
+            kill.push_str(&c);
+        }
+        if let Ok(mut k) = self.handle.channel_open_session().await {
+            if k.exec(true, self.runner()).await.is_ok()
+                && k.data(kill.as_bytes()).await.is_ok()
+                && k.eof().await.is_ok()
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while k.wait().await.is_some() {}
+                })
+                .await;
+            }
+            let _ = k.close().await;
+        }
+        // What the killed script still had in flight (its last output, its status).
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                    _ => {}
+                }
+            }
+        })
+        .await;
     }
 
     /// An interactive login shell on a pseudo-terminal (`bosun lab ssh NAME`): the local

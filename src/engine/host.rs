@@ -8,13 +8,15 @@
 //! A task that reads a variable registered by a task still in flight waits for a later
 //! round, so `register` never sees a guess.
 
-use super::batch::Batch;
+use super::batch::{Batch, StepEnd, STATE_DIR_SH};
 use super::expand::{self, ItemOutcome, Scope, Unit};
 use super::{Emitter, HostStats, RunOptions};
 use crate::event::{Event, Status, TaskReport};
 use crate::modules::{Effects, Observed, Plan};
 use crate::site::{Play, Project, Role, Task};
-use crate::ssh::Connection;
+use crate::inventory::Timeouts;
+use crate::shell::quote;
+use crate::ssh::{Connection, Killed};
 use crate::template::Templates;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -35,6 +37,10 @@ pub struct PlayCtx<'a> {
     pub emit: &'a Emitter,
     /// The play's hosts; `run_once` tasks run on the first.
     pub play_hosts: &'a [String],
+    /// Deadlines: the inventory's, with the play's `task_timeout` applied.
+    pub limits: Timeouts,
+    /// The play's roles (their handlers may be pending from an earlier run).
+    pub roles: &'a [&'a Role],
 }
 
 /// The result of one unit, in the shape `register` exposes.
@@ -76,6 +82,18 @@ pub enum HostEnd {
     Done,
     Failed,
     Unreachable(String),
+    /// The operator interrupted the run; what ran was reported, nothing new started.
+    Interrupted,
+}
+
+/// How the last remote script of a host ended, for the messages of its unfinished steps.
+#[derive(Debug, Default)]
+struct LastScript {
+    rc: i32,
+    stderr: String,
+    killed: Option<Killed>,
+    /// Steps killed for overstaying, with their limit.
+    expired: Vec<(usize, std::time::Duration)>,
 }
 
 /// Runs `entries` (tasks, or notified handlers) on one host.
@@ -92,6 +110,13 @@ pub struct HostRun<'a, 'b> {
     /// Effects of changes already made (or, in check mode, that would be made) in this
     /// play: later probes that they touch are re-run, or marked as predictions.
     pending_effects: Vec<Effects>,
+    /// The first probe round also reads the notifications an earlier run recorded.
+    pending_handlers_unread: bool,
+    /// Handlers found pending from an earlier run (role, handler).
+    pub pending_earlier: Vec<(String, String)>,
+    /// A notification was recorded on the host by this run (it is cleared at the end).
+    pub recorded: bool,
+    last: LastScript,
 }
 
 impl<'a, 'b> HostRun<'a, 'b> {
@@ -111,6 +136,124 @@ impl<'a, 'b> HostRun<'a, 'b> {
             notified: BTreeSet::new(),
             failure: None,
             pending_effects: Vec::new(),
+            pending_handlers_unread: true,
+            pending_earlier: Vec::new(),
+            recorded: false,
+            last: LastScript::default(),
+        }
+    }
+
+    /// How long a task's apply step may run.
+    fn task_limit(&self, e: &Entry) -> std::time::Duration {
+        e.task.timeout.unwrap_or(self.ctx.limits.task)
+    }
+
+    /// How long a task's probe may run: the probe deadline, or the task's if shorter.
+    fn probe_limit(&self, e: &Entry) -> std::time::Duration {
+        self.ctx.limits.probe.min(self.task_limit(e))
+    }
+
+    /// Runs a batch with its deadlines and the run's interrupt; remembers how it ended.
+    async fn run_batch(&mut self, b: &Batch) -> Result<Vec<StepEnd>, HostEnd> {
+        let mut watch = b.watch();
+        let out = self
+            .conn
+            .run_watched(&b.script(), &mut watch, Some(&self.ctx.opts.interrupt))
+            .await
+            .map_err(|e| HostEnd::Unreachable(e.to_string()))?;
+        self.last = LastScript {
+            rc: out.rc,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            killed: out.killed,
+            expired: watch.expired().to_vec(),
+        };
+        Ok(b.parse(&out.stdout))
+    }
+
+    /// Why a step of the last script has no result.
+    fn why_unfinished(&self, end: Option<&StepEnd>, step: usize, what: &str) -> String {
+        let last = &self.last;
+        if let Some((_, limit)) = last.expired.iter().find(|(i, _)| *i == step) {
+            return format!(
+                "{what} did not finish within {} (deadline: the task's `timeout`, else {}); \
+                 its processes on the host were killed",
+                secs(*limit),
+                if what == "the probe" {
+                    "`probe_timeout`"
+                } else {
+                    "`task_timeout`"
+                }
+            );
+        }
+        let status = if last.stderr.is_empty() {
+            format!("exit code {}", last.rc)
+        } else {
+            format!("exit code {}: {}", last.rc, last.stderr)
+        };
+        match (last.killed, end) {
+            (Some(Killed::Interrupted), _) => {
+                format!("{what} was stopped: the run was interrupted")
+            }
+            (Some(Killed::Deadline), _) => {
+                format!("{what} was stopped with a step that overstayed its deadline")
+            }
+            (None, Some(StepEnd::Unfinished { .. })) => {
+                format!("{what} began but did not finish (the remote script ended: {status})")
+            }
+            _ => format!("{what} did not run: the remote script ended before it ({status})"),
+        }
+    }
+
+    fn unfinished_probe(&self, end: Option<&StepEnd>, step: usize) -> String {
+        self.why_unfinished(end, step, "the probe")
+    }
+
+    fn unfinished_apply(&self, end: &StepEnd, step: usize) -> String {
+        self.why_unfinished(Some(end), step, "the change")
+    }
+
+    /// A probe step printing `role<TAB>handler` for every notification recorded on the host.
+    fn pending_probe(&self) -> String {
+        let mut s = String::from(STATE_DIR_SH);
+        for r in self.roles() {
+            let f = format!("\"$__bs/notify/\"{}", quote(r));
+            s.push_str(&format!(
+                "[ ! -f {f} ] || while IFS= read -r h; do printf '%s\\t%s\\n' {} \"$h\"; done < {f}\n",
+                quote(r)
+            ));
+        }
+        s
+    }
+
+    /// The play's role names, in order, once each.
+    fn roles(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in &self.ctx.play.roles {
+            if !seen.contains(&r.as_str()) {
+                seen.push(r);
+            }
+        }
+        seen
+    }
+
+    /// Books the notifications an earlier run left: their handlers run at the end of this
+    /// play as if notified now.
+    fn read_pending(&mut self, entries: &[Entry], o: &Observed) {
+        let _ = entries;
+        for line in o.stdout.lines() {
+            let Some((role, handler)) = line.split_once('\t') else {
+                continue;
+            };
+            let key = (role.to_string(), handler.to_string());
+            let known = self
+                .ctx
+                .roles
+                .iter()
+                .any(|r| r.name == role && r.handlers.iter().any(|h| h.name == handler));
+            if known && !self.pending_earlier.contains(&key) {
+                self.notified.insert(key.clone());
+                self.pending_earlier.push(key);
+            }
         }
     }
 
@@ -170,6 +313,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let mut results: HashMap<usize, Vec<UnitResult>> = HashMap::new();
 
         loop {
+            // Interrupted: start nothing new.
+            if self.ctx.opts.interrupt.level() > 0 {
+                return HostEnd::Interrupted;
+            }
             // 1. Expand as many tasks as can be known now.
             while next < entries.len() {
                 let e = &entries[next];
@@ -281,7 +428,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 }
             }
             if failed {
-                return HostEnd::Failed;
+                return if self.ctx.opts.interrupt.level() > 0 {
+                    HostEnd::Interrupted
+                } else {
+                    HostEnd::Failed
+                };
             }
         }
     }
@@ -332,50 +483,62 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     shared_of.push(qi);
                     step_of.push(None);
                 }
-                None => step_of.push(m.probe().map(|p| {
-                    if m.slow_probe() {
-                        probes.push_background(&p)
-                    } else {
-                        probes.push(&p)
-                    }
-                })),
+                None => {
+                    let limit = self.probe_limit(&entries[q.entry]);
+                    step_of.push(m.probe().map(|p| {
+                        if m.slow_probe() {
+                            probes.push_background(&p, limit)
+                        } else {
+                            probes.push_limited(&p, limit)
+                        }
+                    }))
+                }
             }
         }
-        let shared_step = (!shared.is_empty())
-            .then(|| probes.push(&crate::modules::fileops::probe_paths(&shared)));
+        let shared_step = (!shared.is_empty()).then(|| {
+            probes.push_limited(
+                &crate::modules::fileops::probe_paths(&shared),
+                self.ctx.limits.probe,
+            )
+        });
+        // Handlers notified by an earlier run that did not get to run them.
+        let pending_step = self
+            .pending_handlers_unread
+            .then(|| probes.push_limited(&self.pending_probe(), self.ctx.limits.probe));
+        self.pending_handlers_unread = false;
         let mut observed = if probes.is_empty() {
             Vec::new()
         } else {
-            match self.conn.run(&probes.script()).await {
-                Ok(out) => probes.parse(&out.stdout),
-                Err(e) => return Err(HostEnd::Unreachable(e.to_string())),
-            }
+            self.run_batch(&probes).await?
         };
+        if let Some(ps) = pending_step {
+            if let Some(StepEnd::Done(o)) = observed.get(ps) {
+                let o = o.clone();
+                self.read_pending(entries, &o);
+            }
+        }
         if let Some(ss) = shared_step {
             let split = observed
                 .get(ss)
                 .cloned()
-                .flatten()
+                .and_then(StepEnd::done)
                 .and_then(|o| crate::modules::fileops::split_probe_paths(&shared, &o));
             let split = match split {
-                Some(v) => v.into_iter().map(Some).collect::<Vec<_>>(),
+                Some(v) => v.into_iter().map(StepEnd::Done).collect::<Vec<_>>(),
                 None => {
                     // Something did not add up (a path changed under us, an unreadable
                     // file): probe those paths one by one, as each module would.
                     let mut one = Batch::new(false);
                     for &qi in &shared_of {
                         let body = queue[qi].unit.module.probe().unwrap_or_default();
-                        one.push(&body);
+                        one.push_limited(&body, self.ctx.limits.probe);
                     }
-                    match self.conn.run(&one.script()).await {
-                        Ok(out) => one.parse(&out.stdout),
-                        Err(e) => return Err(HostEnd::Unreachable(e.to_string())),
-                    }
+                    self.run_batch(&one).await?
                 }
             };
             for (k, &qi) in shared_of.iter().enumerate() {
                 step_of[qi] = Some(observed.len());
-                observed.push(split.get(k).cloned().flatten());
+                observed.push(split.get(k).cloned().unwrap_or(StepEnd::NotRun));
             }
         }
 
@@ -403,11 +566,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
             let mut r = self.report(e, q.unit.label.clone(), Status::Ok);
             let obs = match step_of[qi] {
                 _ if guard.is_some() => Observed::default(),
-                Some(s) => match observed.get(s).cloned().flatten() {
-                    Some(o) => o,
-                    None => {
+                Some(s) => match observed.get(s).cloned() {
+                    Some(StepEnd::Done(o)) => o,
+                    end => {
                         r.status = Status::Failed;
-                        r.message = Some("the probe did not complete (connection lost?)".into());
+                        r.message = Some(self.unfinished_probe(end.as_ref(), s));
                         reports.push((
                             q.entry,
                             r,
@@ -484,15 +647,29 @@ impl<'a, 'b> HostRun<'a, 'b> {
                         }
                         reports.push((q.entry, r, res));
                     } else {
-                        let body = q.unit.module.apply(c.action.as_ref());
+                        let mut body = q.unit.module.apply(c.action.as_ref());
+                        if !wait_only && !e.task.notify.is_empty() {
+                            self.recorded = true;
+                            // The notification is recorded on the host by the same step
+                            // that makes the change, so a run that dies before its
+                            // handlers leaves them pending for the next one.
+                            body = format!(
+                                "( {body}\n) || exit $?\n{}",
+                                record_notification(&e.role.name, &e.task.notify)
+                            );
+                        }
+                        let limit = self.task_limit(e);
                         let step = match &guard {
                             Some(g) => {
                                 rechecked.push(reports.len());
-                                applies.push(&format!(
-                                    "if {g}; then echo '{guard_token}'; exit 0; fi\n{body}"
-                                ))
+                                applies.push_limited(
+                                    &format!(
+                                        "if {g}; then echo '{guard_token}'; exit 0; fi\n{body}"
+                                    ),
+                                    limit,
+                                )
                             }
-                            None => applies.push(&body),
+                            None => applies.push_limited(&body, limit),
                         };
                         // Waiting means the host is expected to change under us (a server
                         // coming up): everything probed after a wait is probed again.
@@ -520,14 +697,12 @@ impl<'a, 'b> HostRun<'a, 'b> {
         // Apply what was planned, in one round trip.
         let mut ran = reports.len();
         if !applies.is_empty() {
-            let results = match self.conn.run(&applies.script()).await {
-                Ok(out) => applies.parse(&out.stdout),
-                Err(e) => return Err(HostEnd::Unreachable(e.to_string())),
-            };
+            let results = self.run_batch(&applies).await?;
+            let mut earlier_failed = false;
             for (ri, step) in &apply_step {
                 let (_, r, res) = &mut reports[*ri];
-                match results.get(*step).cloned().flatten() {
-                    Some(o)
+                match results.get(*step).cloned().unwrap_or(StepEnd::NotRun) {
+                    StepEnd::Done(o)
                         if rechecked.contains(ri)
                             && o.rc == 0
                             && o.stdout.trim_end() == guard_token =>
@@ -539,7 +714,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                         r.always = false;
                         r.message = Some("guard holds (tested again on the host)".into());
                     }
-                    Some(o) => {
+                    StepEnd::Done(o) => {
                         res.rc = o.rc;
                         res.stdout = o.stdout;
                         res.stderr = o.stderr;
@@ -548,6 +723,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                             r.status = Status::Ok;
                         }
                         if o.rc != 0 {
+                            earlier_failed = true;
                             res.failed = true;
                             res.changed = false;
                             r.status = Status::Failed;
@@ -559,9 +735,22 @@ impl<'a, 'b> HostRun<'a, 'b> {
                             });
                         }
                     }
-                    None => {
-                        // Never ran: an earlier step failed. It goes back to the queue.
+                    StepEnd::NotRun if earlier_failed => {
+                        // Never ran: an earlier step failed, and with it the host.
                         ran = ran.min(*ri);
+                    }
+                    // Began and never ended, or the script ended before it without a
+                    // failed step: it fails with what is known, and is never run again
+                    // (a command that may have half-run must not silently run twice).
+                    end => {
+                        earlier_failed = true;
+                        res.failed = true;
+                        res.changed = false;
+                        r.status = Status::Failed;
+                        r.message = Some(self.unfinished_apply(&end, *step));
+                        if let StepEnd::Unfinished { stdout } = end {
+                            res.stdout = stdout;
+                        }
                     }
                 }
             }
@@ -744,13 +933,50 @@ impl<'a, 'b> HostRun<'a, 'b> {
             opts: self.ctx.opts,
             emit: &quiet,
             play_hosts: self.ctx.play_hosts,
+            limits: self.ctx.limits,
+            roles: self.ctx.roles,
         };
         let mut stats = before.clone();
         let mut inner = HostRun::new(&ctx, self.host, self.conn, self.scope, &mut stats);
         inner.pending_effects = std::mem::take(&mut self.pending_effects);
+        inner.pending_handlers_unread = self.pending_handlers_unread;
         let r = inner.round(entries, queue).await;
+        self.recorded |= inner.recorded;
         self.pending_effects = std::mem::take(&mut inner.pending_effects);
+        self.pending_handlers_unread = inner.pending_handlers_unread;
+        for k in std::mem::take(&mut inner.pending_earlier) {
+            self.notified.insert(k.clone());
+            self.pending_earlier.push(k);
+        }
         r
+    }
+}
+
+/// Shell that records, on the host, that `handlers` of `role` were notified.
+pub fn record_notification(role: &str, handlers: &[String]) -> String {
+    let names: Vec<String> = handlers.iter().map(|h| quote(h)).collect();
+    format!(
+        "[ -d \"$__bs/notify\" ] || mkdir -p \"$__bs/notify\" || exit 1\n\
+         printf '%s\\n' {} >> \"$__bs/notify/\"{} || exit 1\n",
+        names.join(" "),
+        quote(role)
+    )
+}
+
+/// Shell that clears the recorded notifications of `roles` (their handlers have run).
+pub fn clear_notifications(roles: &[&str]) -> String {
+    let files: Vec<String> = roles
+        .iter()
+        .map(|r| format!("\"$__bs/notify/\"{}", quote(r)))
+        .collect();
+    format!("{STATE_DIR_SH}rm -f -- {}\n", files.join(" "))
+}
+
+fn secs(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

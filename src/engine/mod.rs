@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub extra_vars: Map<String, Value>,
     pub force_handlers: bool,
     pub accept_new_host_keys: bool,
+    /// Raised by the command line on Ctrl-C / SIGTERM (see [`crate::interrupt`]).
+    pub interrupt: crate::interrupt::Interrupt,
 }
 
 /// Sends events to the renderer, scrubbing secrets first.
@@ -94,12 +96,15 @@ pub struct RunSummary {
     pub recap: Vec<HostRecap>,
     pub changed: bool,
     pub failed: bool,
+    /// Ctrl-C or SIGTERM stopped the run (exit code 130).
+    pub interrupted: bool,
 }
 
 struct HostState {
     stats: HostStats,
     unreachable: Option<String>,
     failed: bool,
+    interrupted: bool,
     execs_per_play: Vec<u64>,
     seconds: f64,
 }
@@ -235,6 +240,7 @@ pub async fn run(
                     stats: HostStats::default(),
                     unreachable: None,
                     failed: false,
+                    interrupted: false,
                     execs_per_play: Vec::new(),
                     seconds: 0.0,
                 },
@@ -263,7 +269,7 @@ pub async fn run(
             .filter(|h| {
                 state
                     .get(&h.name)
-                    .is_some_and(|s| s.unreachable.is_none() && !s.failed)
+                    .is_some_and(|s| s.unreachable.is_none() && !s.failed && !s.interrupted)
             })
             .collect();
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
@@ -285,6 +291,10 @@ pub async fn run(
             .filter_map(|r| site.roles.get(r))
             .collect();
         let batch_size = play.serial.batch_size(hosts.len());
+        let limits = crate::inventory::Timeouts {
+            task: play.task_timeout.unwrap_or(inv.timeouts.task),
+            probe: inv.timeouts.probe,
+        };
         let mut play_failed = 0usize;
         let pv = PlayVars {
             roles: &roles,
@@ -323,6 +333,9 @@ pub async fn run(
                     let t0 = Instant::now();
                     let mut scope = scope;
                     let mut stats = stats;
+                    if opts.interrupt.level() > 0 {
+                        return (host.name.clone(), scope, stats, HostEnd::Interrupted, 0, 0.0);
+                    }
                     let conn = match connection(&conns, host, &copts, &emitter).await {
                         Ok(c) => c,
                         Err(msg) => {
@@ -344,6 +357,8 @@ pub async fn run(
                         opts: &opts,
                         emit: &emitter,
                         play_hosts: &names,
+                        limits,
+                        roles: &roles,
                     };
                     let entries: Vec<Entry> = roles
                         .iter()
@@ -358,6 +373,14 @@ pub async fn run(
                     let mut run = HostRun::new(&ctx, &host.name, &conn, &mut scope, &mut stats);
                     let mut end = run.run(&entries).await;
                     let notified = std::mem::take(&mut run.notified);
+                    if !run.pending_earlier.is_empty() {
+                        emitter.send(Event::HandlersPending {
+                            host: host.name.clone(),
+                            play: play.name.clone(),
+                            handlers: run.pending_earlier.iter().map(|(_, h)| h.clone()).collect(),
+                        });
+                    }
+                    let recorded = run.recorded || !run.pending_earlier.is_empty();
                     // Handlers: once, in the order the role defines them, only if notified.
                     if !notified.is_empty() {
                         let handlers: Vec<Entry> = roles
@@ -377,6 +400,14 @@ pub async fn run(
                             .collect();
                         if end == HostEnd::Done || (end == HostEnd::Failed && opts.force_handlers) {
                             let hend = run.run(&handlers).await;
+                            if hend == HostEnd::Done && recorded && !opts.check {
+                                // Their handlers have run: the notifications recorded on
+                                // the host are done with.
+                                let roles: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+                                if let Err(e) = conn.run(&host::clear_notifications(&roles)).await {
+                                    end = HostEnd::Unreachable(e.to_string());
+                                }
+                            }
                             if end == HostEnd::Done {
                                 end = hend;
                             }
@@ -386,6 +417,13 @@ pub async fn run(
                                 play: play.name.clone(),
                                 handlers: handlers.iter().map(|h| h.task.name.clone()).collect(),
                             });
+                        }
+                    }
+                    if notified.is_empty() && end == HostEnd::Done && run.recorded && !opts.check {
+                        // Recorded by a change that `changed_when` then called no change.
+                        let roles: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+                        if let Err(e) = conn.run(&host::clear_notifications(&roles)).await {
+                            end = HostEnd::Unreachable(e.to_string());
                         }
                     }
                     if let HostEnd::Failed = end {
@@ -432,8 +470,17 @@ pub async fn run(
                             s.unreachable = Some(msg);
                             play_failed += 1;
                         }
+                        HostEnd::Interrupted => s.interrupted = true,
                     }
                 }
+            }
+            if opts.interrupt.level() > 0 {
+                emitter.send(Event::PlayEnd {
+                    play: play.name.clone(),
+                    aborted: true,
+                    reason: Some("interrupted (Ctrl-C or SIGTERM): nothing new was started".into()),
+                });
+                break 'plays;
             }
             let pct = 100.0 * play_failed as f64 / hosts.len() as f64;
             let over = match play.max_fail_percentage {
@@ -482,6 +529,7 @@ pub async fn run(
             failed: s.stats.failed,
             skipped: s.stats.skipped,
             unreachable: s.unreachable.is_some(),
+            interrupted: s.interrupted,
             seconds: s.seconds,
             execs,
             execs_per_play: s.execs_per_play.clone(),
@@ -492,7 +540,9 @@ pub async fn run(
         changed_tasks,
         seconds: started.elapsed().as_secs_f64(),
         check: opts.check,
+        interrupted: opts.interrupt.level() > 0,
     });
+    summary.interrupted = opts.interrupt.level() > 0;
     summary
 }
 

@@ -359,6 +359,8 @@ impl Doc {
             secrets_file: None,
             secrets_identity: None,
             lab: false,
+            task_timeout: None,
+            probe_timeout: None,
             hosts: self
                 .hosts
                 .into_iter()

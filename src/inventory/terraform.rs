@@ -618,6 +618,8 @@ fn build(
         secrets_file: mapping.secrets_file,
         secrets_identity: mapping.secrets_identity,
         lab: false,
+        task_timeout: None,
+        probe_timeout: None,
         hosts,
         groups,
     })
