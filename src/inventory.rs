@@ -56,6 +56,10 @@ pub struct SshDefaults {
     /// Concurrent channels per connection; sshd's MaxSessions is 10 by default.
     #[serde(default = "default_max_channels")]
     pub max_channels: usize,
+    /// How long a host behind a jump host waits for a free tunnel when every connection to
+    /// that bastion is full and it refuses another (seconds).
+    #[serde(default = "default_tunnel_wait")]
+    pub tunnel_wait_timeout: u64,
     /// Run remote scripts through `sudo -n` (needed when `user` is not root).
     #[serde(default, rename = "become")]
     pub become_root: Option<bool>,
@@ -79,6 +83,9 @@ fn default_keepalive() -> u64 {
 fn default_max_channels() -> usize {
     9
 }
+fn default_tunnel_wait() -> u64 {
+    120
+}
 
 impl Default for SshDefaults {
     fn default() -> Self {
@@ -90,6 +97,7 @@ impl Default for SshDefaults {
             connect_timeout: default_connect_timeout(),
             keepalive_interval: default_keepalive(),
             max_channels: default_max_channels(),
+            tunnel_wait_timeout: default_tunnel_wait(),
             become_root: None,
             jump: None,
         }
@@ -284,7 +292,11 @@ impl Inventory {
         };
         let timeouts = Timeouts {
             task: timeout(&raw.task_timeout, "task_timeout", Timeouts::default().task)?,
-            probe: timeout(&raw.probe_timeout, "probe_timeout", Timeouts::default().probe)?,
+            probe: timeout(
+                &raw.probe_timeout,
+                "probe_timeout",
+                Timeouts::default().probe,
+            )?,
         };
         let known_hosts = match &ssh.known_hosts {
             Some(k) => resolve_path(base, k),

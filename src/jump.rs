@@ -444,10 +444,24 @@ impl JumpPool {
                     // MaxSessions of a user, ...): wait for a free slot on the first one.
                     Some(first) => {
                         drop(e);
-                        let slot =
-                            first.slots.clone().acquire_owned().await.map_err(|_| {
-                                SshError::Key("internal: hop connection closed".into())
-                            })?;
+                        let wait = first.slots.clone().acquire_owned();
+                        let slot = match tokio::time::timeout(opts.tunnel_wait, wait).await {
+                            Ok(Ok(slot)) => slot,
+                            Ok(Err(_)) => {
+                                return Err(SshError::Key("internal: hop connection closed".into()))
+                            }
+                            Err(_) => {
+                                return Err(SshError::Tunnel {
+                                    hop: last.label.clone(),
+                                    target: "a free tunnel".into(),
+                                    reason: format!(
+                                        "every tunnel stayed busy for {} s and the bastion refused another connection ({err}); \
+                                         raise ssh.tunnel_wait_timeout or the bastion's MaxStartups/MaxSessions, or lower --forks",
+                                        opts.tunnel_wait.as_secs()
+                                    ),
+                                })
+                            }
+                        };
                         Ok((first, slot))
                     }
                 },

@@ -109,6 +109,7 @@ pub async fn ssh(cfg: &LabConfig, name: &str, cmd: &[String]) -> Result<i32, Str
         connect_timeout: Duration::from_secs(10),
         keepalive: Duration::from_secs(15),
         max_channels: 4,
+        tunnel_wait: Duration::from_secs(120),
         jumps: Default::default(),
     };
     let conn = Connection::open(&host, &opts)

@@ -429,8 +429,10 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
 /// the second to kill what runs on the hosts now (see `bosun::interrupt`).
 async fn watch_signals(interrupt: bosun::interrupt::Interrupt) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     loop {

@@ -215,7 +215,10 @@ impl Site {
                         errors.push(
                             LoadError::new(
                                 Place::at(path, &t.referenced),
-                                format!("task_timeout `{}` is not a positive number of seconds", t.value),
+                                format!(
+                                    "task_timeout `{}` is not a positive number of seconds",
+                                    t.value
+                                ),
                             )
                             .hint("task_timeout: 1800"),
                         );
@@ -491,9 +494,10 @@ fn parse_task(file: &Path, role: &str, rt: RawTask) -> Result<Task, LoadError> {
                 t.changed_when = Some(val)
             }
             "timeout" => {
-                t.timeout = Some(positive_seconds(&val).ok_or_else(|| {
-                    bad("a positive number of seconds").hint("timeout: 300")
-                })?)
+                t.timeout = Some(
+                    positive_seconds(&val)
+                        .ok_or_else(|| bad("a positive number of seconds").hint("timeout: 300"))?,
+                )
             }
             "failed_when" => {
                 t.failed_when = Some(

@@ -4,8 +4,8 @@
 //! for non-root users), so no script — and no secret in it — ever appears in a process
 //! list or hits sshd's command-length limit.
 
-use crate::inventory::{Host, Inventory};
 use crate::interrupt::Interrupt;
+use crate::inventory::{Host, Inventory};
 use crate::jump::{JumpPool, Lease, Tunnel};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey};
@@ -71,6 +71,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     pub keepalive: Duration,
     pub max_channels: usize,
+    /// How long to wait for a free tunnel on a full bastion connection.
+    pub tunnel_wait: Duration,
     /// The run's jump host connections (shared by every clone of these options).
     pub jumps: Arc<JumpPool>,
 }
@@ -85,6 +87,7 @@ impl ConnectOptions {
             connect_timeout: ssh.connect_timeout(),
             keepalive: Duration::from_secs(ssh.keepalive_interval.max(1)),
             max_channels: ssh.max_channels.clamp(1, 64),
+            tunnel_wait: Duration::from_secs(ssh.tunnel_wait_timeout.max(1)),
             jumps: Arc::new(JumpPool::new(ssh, inv.hosts.values())),
         }
     }
@@ -667,7 +670,9 @@ __i=0
             while let Some(msg) = ch.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
                     _ => {}
                 }
             }

@@ -334,7 +334,14 @@ pub async fn run(
                     let mut scope = scope;
                     let mut stats = stats;
                     if opts.interrupt.level() > 0 {
-                        return (host.name.clone(), scope, stats, HostEnd::Interrupted, 0, 0.0);
+                        return (
+                            host.name.clone(),
+                            scope,
+                            stats,
+                            HostEnd::Interrupted,
+                            0,
+                            0.0,
+                        );
                     }
                     let conn = match connection(&conns, host, &copts, &emitter).await {
                         Ok(c) => c,
@@ -403,7 +410,8 @@ pub async fn run(
                             if hend == HostEnd::Done && recorded && !opts.check {
                                 // Their handlers have run: the notifications recorded on
                                 // the host are done with.
-                                let roles: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+                                let roles: Vec<&str> =
+                                    roles.iter().map(|r| r.name.as_str()).collect();
                                 if let Err(e) = conn.run(&host::clear_notifications(&roles)).await {
                                     end = HostEnd::Unreachable(e.to_string());
                                 }

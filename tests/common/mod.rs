@@ -268,3 +268,68 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> D
     }
     t0.elapsed()
 }
+
+/// The inventory secret of every [`Project`].
+pub const SECRET: &str = "Sup3r-Secret-Pa55word";
+
+/// A project (inventory, site, roles) over `n` loopback hosts of one private sshd.
+pub struct Project {
+    pub dir: PathBuf,
+    /// A scratch directory each host's paths live under (`root` in the inventory).
+    pub root: PathBuf,
+    pub _sshd: Sshd,
+}
+
+impl Project {
+    /// A project with an inventory of `n` loopback hosts and the given role files.
+    pub fn new(n: usize, files: &[(&str, &str)]) -> Project {
+        Project::with_inventory(n, files, "")
+    }
+
+    /// Like [`Project::new`], with `extra` top-level inventory lines.
+    pub fn with_inventory(n: usize, files: &[(&str, &str)], extra: &str) -> Project {
+        let sshd = Sshd::start(n);
+        let dir = tempdir("proj");
+        let root = tempdir("root");
+        std::fs::write(dir.join("known_hosts"), sshd.known_hosts()).expect("known_hosts");
+        let hosts: String = (0..n)
+            .map(|i| format!("  h{}: {{address: 127.0.0.{}}}\n", i + 1, i + 2))
+            .collect();
+        let names: Vec<String> = (0..n).map(|i| format!("h{}", i + 1)).collect();
+        let inv = format!(
+            "ssh:\n  user: root\n  port: {port}\n  identity_file: {key}\n  known_hosts: known_hosts\n\
+             vars:\n  root: {root}\nsecrets:\n  app_password: {SECRET}\nhosts:\n{hosts}groups:\n  web: {{hosts: [{names}]}}\n{extra}",
+            port = sshd.port,
+            key = sshd.client_key.display(),
+            root = root.display(),
+            names = names.join(", "),
+        );
+        write_tree(
+            &dir,
+            &[
+                ("inventory.yml", &inv),
+                (
+                    "roles/site.yml",
+                    "- name: web\n  hosts: web\n  roles: [every]\n",
+                ),
+            ],
+        );
+        write_tree(&dir, files);
+        Project {
+            dir,
+            root,
+            _sshd: sshd,
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        bosun(&self.dir, args)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
