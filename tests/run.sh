@@ -49,6 +49,8 @@ install_deps() {
 stage "install dependencies" install_deps || exit 1
 stage "build" cargo build --release --all-targets || exit 1
 stage "unit + integration tests" cargo test --release -- --test-threads 2 || exit 1
+# Faults on loopback (issue 11), each printing how long the run took to end and what it left.
+stage "fault drills (loopback)" cargo test --release --test faults -- --ignored --nocapture || exit 1
 
 # The lab: real systemd hosts. Whatever happens in its tests, it is torn down and the
 # machine is checked for leftovers.
@@ -65,6 +67,7 @@ stage "lab tests" cargo test --release --test lab -- --ignored --test-threads 1 
 stage "lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
 stage "lab application tier" cargo test --release --test lab_app -- --ignored --test-threads 1 --nocapture
 stage "lab jump hosts (pg via lb)" cargo test --release --test lab_jump -- --ignored --test-threads 1 --nocapture
+stage "lab faults (power-off mid-play)" cargo test --release --test lab_faults -- --ignored --test-threads 1 --nocapture
 # The benchmark's short form (bosun only, the seven lab hosts, one round) so it cannot rot;
 # the full comparison with Ansible and pyinfra is `bench/run.sh` (see bench/README.md).
 stage "benchmark (short)" bench/run.sh --short
