@@ -34,6 +34,13 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// Shell that lists the temp path `expr` (a quoted word, e.g. `"$t"`) in the running
+/// script's list of temp files (`$__bt`, see `engine::batch`), so that it is removed when
+/// the script is killed before its own cleanup runs. Outside a batch it goes nowhere.
+pub fn track_temp(expr: &str) -> String {
+    format!("printf '%s\\n' {expr} >> \"${{__bt:-/dev/null}}\"\n")
+}
+
 /// Quotes each word and joins them with spaces.
 pub fn quote_all<S: AsRef<str>>(words: &[S]) -> String {
     words

@@ -414,9 +414,10 @@ impl Module for Pip {
                     "cd \"$(dirname \"$r\")\" || exit 1\n\
                      {} -r \"$r\" || exit 1\n\
                      s=\"$v/{STAMP}\"\n\
-                     {{ if [ -f \"$s\" ]; then p=\"$r\" awk 'substr($0, 67) != ENVIRON[\"p\"]' \"$s\"; fi; \
+                     {}{{ if [ -f \"$s\" ]; then p=\"$r\" awk 'substr($0, 67) != ENVIRON[\"p\"]' \"$s\"; fi; \
                      printf '%s  %s\\n' \"$h\" \"$r\"; }} > \"$s.tmp\" && mv -f \"$s.tmp\" \"$s\"\n",
-                    self.install_cmd(*upgrade)
+                    self.install_cmd(*upgrade),
+                    crate::shell::track_temp("\"$s.tmp\"")
                 ));
             }
             Action::Remove { names } => s.push_str(&format!(

@@ -222,9 +222,10 @@ impl Module for Upload {
         let mut s = format!(
             "d={d}\nparent=$(dirname \"$d\")\nmkdir -p \"$parent\" || exit 1\n\
              new=$(mktemp -d \"$d.new.XXXXXX\") || exit 1\n\
-             trap 'rm -rf \"$new\"' EXIT\n\
+             {}trap 'rm -rf \"$new\"' EXIT\n\
              {{\n{}}} | tar -xzf - -C \"$new\" --no-same-owner || {{ echo \"cannot unpack the source into $new\" >&2; exit 1; }}\n\
              printf '%s\\n' {} > \"$new/{STAMP}\"\n",
+            crate::shell::track_temp("\"$new\""),
             emit_bytes(&self.packed.bytes),
             quote(&self.packed.sha256)
         );
