@@ -890,7 +890,14 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 return Ok(vec![(entry, res)]);
             }
             attempt += 1;
-            tokio::time::sleep(std::time::Duration::from_secs(e.task.delay)).await;
+            let interrupt = &self.ctx.opts.interrupt;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(e.task.delay)) => {}
+                _ = interrupt.reached(1) => {}
+            }
+            if interrupt.level() > 0 {
+                return Err(HostEnd::Interrupted);
+            }
             // Rebuild the unit for the next attempt from the same (already templated) task.
             match expand::expand(
                 entry,
