@@ -158,6 +158,25 @@ impl Scope {
         JValue::from(m)
     }
 
+    /// Whether `name` is a variable whose template could not be rendered yet.
+    pub fn is_unresolved(&self, name: &str) -> bool {
+        self.unresolved.contains_key(name)
+    }
+
+    pub fn has_unresolved(&self) -> bool {
+        !self.unresolved.is_empty()
+    }
+
+    /// A variable's value.
+    pub fn get(&self, name: &str) -> Option<&JValue> {
+        self.vars.get(name)
+    }
+
+    /// Whether `name` has a value.
+    pub fn has(&self, name: &str) -> bool {
+        self.vars.contains_key(name)
+    }
+
     /// Marks names whose values exist only at run time (registered results, facts).
     pub fn set_pending(&mut self, name: &str) {
         self.vars.insert(

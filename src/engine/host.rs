@@ -116,6 +116,8 @@ pub struct HostRun<'a, 'b> {
     pub pending_earlier: Vec<(String, String)>,
     /// A notification was recorded on the host by this run (it is cleared at the end).
     pub recorded: bool,
+    /// `facts` is in scope (gathered by this run's first round on the host).
+    facts_known: bool,
     last: LastScript,
 }
 
@@ -127,6 +129,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
         scope: &'a mut Scope,
         stats: &'a mut HostStats,
     ) -> Self {
+        let facts_known = scope.has("facts");
         HostRun {
             ctx,
             host,
@@ -139,8 +142,32 @@ impl<'a, 'b> HostRun<'a, 'b> {
             pending_handlers_unread: true,
             pending_earlier: Vec::new(),
             recorded: false,
+            facts_known,
             last: LastScript::default(),
         }
+    }
+
+    /// Makes `facts` visible to this host's templates (variables that read them render now).
+    pub fn set_facts(&mut self, facts: &Value) {
+        self.scope.set(
+            "facts",
+            crate::template::jv(facts),
+            &self.ctx.opts.extra_vars,
+        );
+        self.scope.resolve(self.ctx.templates);
+        self.facts_known = true;
+    }
+
+    /// Fails the host outside any task (facts could not be gathered).
+    fn fail_host(&mut self, what: &str, why: String) -> HostEnd {
+        self.failure = Some((what.to_string(), why.clone()));
+        self.ctx.emit.send(Event::HostFailed {
+            host: self.host.to_string(),
+            play: self.ctx.play.name.clone(),
+            task: what.to_string(),
+            message: why,
+        });
+        HostEnd::Failed
     }
 
     /// How long a task's apply step may run.
@@ -325,7 +352,15 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     continue;
                 }
                 let names = expand::referenced_names(e.task, templates);
-                let blocked = names.iter().any(|n| pending_regs.contains_key(n))
+                // Facts arrive with the first probe round: a task that reads them, or a
+                // variable not rendered yet (it may read them), waits for that round.
+                let wait_facts = !self.facts_known
+                    && (names
+                        .iter()
+                        .any(|n| n == "facts" || self.scope.is_unresolved(n))
+                        || (e.task.module == "template" && self.scope.has_unresolved()));
+                let blocked = wait_facts
+                    || names.iter().any(|n| pending_regs.contains_key(n))
                     || (e.task.module == "template" && !pending_regs.is_empty());
                 if blocked || (e.task.until.is_some() && !queue.is_empty()) {
                     break;
@@ -346,6 +381,9 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     self.scope,
                 ) {
                     Ok(o) => o,
+                    // It may read facts (a template file, a `when`): try again once they
+                    // are known.
+                    Err(_) if !self.facts_known => break,
                     Err(err) => {
                         let mut r = self.report(e, None, Status::Failed);
                         r.message = Some(err.render());
@@ -387,6 +425,13 @@ impl<'a, 'b> HostRun<'a, 'b> {
             if queue.is_empty() {
                 if next >= entries.len() {
                     return HostEnd::Done;
+                }
+                if !self.facts_known {
+                    // The next task waits for facts and nothing else is ready: a round
+                    // with just them (and the pending handler notifications).
+                    if let Err(end) = self.round(entries, &mut queue).await {
+                        return end;
+                    }
                 }
                 continue;
             }
@@ -506,6 +551,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
             .pending_handlers_unread
             .then(|| probes.push_limited(&self.pending_probe(), self.ctx.limits.probe));
         self.pending_handlers_unread = false;
+        let facts_step = (!self.facts_known)
+            .then(|| probes.push_limited(super::facts::SCRIPT, self.ctx.limits.probe));
         let mut observed = if probes.is_empty() {
             Vec::new()
         } else {
@@ -515,6 +562,18 @@ impl<'a, 'b> HostRun<'a, 'b> {
             if let Some(StepEnd::Done(o)) = observed.get(ps) {
                 let o = o.clone();
                 self.read_pending(entries, &o);
+            }
+        }
+        if let Some(fs) = facts_step {
+            match observed.get(fs) {
+                Some(StepEnd::Done(o)) => {
+                    let facts = super::facts::parse(&o.stdout);
+                    self.set_facts(&facts);
+                }
+                other => {
+                    let why = self.unfinished_probe(other, fs);
+                    return Err(self.fail_host("gather facts", why));
+                }
             }
         }
         if let Some(ss) = shared_step {
@@ -947,10 +1006,12 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let mut inner = HostRun::new(&ctx, self.host, self.conn, self.scope, &mut stats);
         inner.pending_effects = std::mem::take(&mut self.pending_effects);
         inner.pending_handlers_unread = self.pending_handlers_unread;
+        inner.facts_known = self.facts_known;
         let r = inner.round(entries, queue).await;
         self.recorded |= inner.recorded;
         self.pending_effects = std::mem::take(&mut inner.pending_effects);
         self.pending_handlers_unread = inner.pending_handlers_unread;
+        self.facts_known = inner.facts_known;
         for k in std::mem::take(&mut inner.pending_earlier) {
             self.notified.insert(k.clone());
             self.pending_earlier.push(k);

@@ -105,6 +105,8 @@ struct HostState {
     unreachable: Option<String>,
     failed: bool,
     interrupted: bool,
+    /// Gathered by the host's first round of the run; every later play sees them.
+    facts: Option<minijinja::Value>,
     execs_per_play: Vec<u64>,
     seconds: f64,
 }
@@ -241,6 +243,7 @@ pub async fn run(
                     unreachable: None,
                     failed: false,
                     interrupted: false,
+                    facts: None,
                     execs_per_play: Vec::new(),
                     seconds: 0.0,
                 },
@@ -317,7 +320,11 @@ pub async fn run(
                     .unwrap_or_default();
                 // Each play has its own scope: its roles' defaults and vars. Registered
                 // results live for the play that registered them.
-                let scope = Scope::new(host, &pv);
+                let mut scope = Scope::new(host, &pv);
+                if let Some(f) = state.get(&host.name).and_then(|s| s.facts.clone()) {
+                    scope.set("facts", f, &opts.extra_vars);
+                    scope.resolve(&templates);
+                }
                 let forks = forks.clone();
                 let conns = conns.clone();
                 let copts = copts.clone();
@@ -460,6 +467,9 @@ pub async fn run(
             }
             while let Some((name, scope, stats, end, execs, secs)) = futs.next().await {
                 if let Some(s) = state.get_mut(&name) {
+                    if s.facts.is_none() {
+                        s.facts = scope.get("facts").cloned();
+                    }
                     drop(scope);
                     s.stats = stats;
                     s.execs_per_play.push(execs);
