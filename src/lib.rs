@@ -11,6 +11,7 @@ pub mod engine;
 pub mod event;
 pub mod inventory;
 pub mod jump;
+pub mod known_hosts;
 pub mod lab;
 pub mod modules;
 pub mod redact;
