@@ -33,18 +33,16 @@ pub enum SshError {
     },
     #[error(
         "HOST KEY OF {addr} CHANGED: {known_hosts} records {recorded} for it, but it offered {fingerprint}; refusing to connect.\n  \
-         hint: someone may be intercepting the connection: verify the offered fingerprint out of band. If the host was rebuilt, remove {lines} or run `ssh-keygen -R '{lookup}' -f {known_hosts}`, then connect with --accept-new-host-keys"
+         hint: someone may be intercepting the connection: verify the offered fingerprint out of band. If the host was rebuilt, {fix}, then connect with --accept-new-host-keys"
     )]
     ChangedHostKey {
         addr: String,
         known_hosts: String,
         /// The recorded keys, e.g. `ssh-ed25519 (line 3)`.
         recorded: String,
-        /// `FILE:LINE` of each recorded key.
-        lines: String,
-        /// The name known_hosts knows the host by (`addr` or `[addr]:port`).
-        lookup: String,
         fingerprint: String,
+        /// How to forget the recorded keys: their `FILE:LINE`s, or `ssh-keygen -R`.
+        fix: String,
     },
     #[error(
         "host key of {addr} ({fingerprint}) is REVOKED at {known_hosts}:{line}; refusing to connect.\n  \
@@ -194,12 +192,12 @@ impl client::Handler for Verifier {
                         .map(|r| format!("{} (line {})", r.algorithm, r.line))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    lines: if lines.len() == 1 {
-                        format!("line {}", lines.join(""))
-                    } else {
-                        format!("lines {}", lines.join(", "))
-                    },
-                    lookup: known_hosts::lookup_name(&self.host, self.port),
+                    fix: format!(
+                        "remove {} {} or run `ssh-keygen -R '{}' -f {kh}`",
+                        if lines.len() == 1 { "line" } else { "lines" },
+                        lines.join(", "),
+                        known_hosts::lookup_name(&self.host, self.port)
+                    ),
                     known_hosts: kh,
                     fingerprint,
                 });
