@@ -12,6 +12,7 @@ pub mod event;
 pub mod interrupt;
 pub mod inventory;
 pub mod jump;
+pub mod known_hosts;
 pub mod lab;
 pub mod modules;
 pub mod redact;

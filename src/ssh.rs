@@ -7,6 +7,7 @@
 use crate::interrupt::Interrupt;
 use crate::inventory::{Host, Inventory};
 use crate::jump::{JumpPool, Lease, Tunnel};
+use crate::known_hosts::{self, Verdict};
 use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
@@ -32,10 +33,23 @@ pub enum SshError {
         fingerprint: String,
     },
     #[error(
-        "HOST KEY OF {addr} CHANGED (was recorded at {known_hosts}:{line}, now {fingerprint}); refusing to connect.\n  \
-         hint: someone may be intercepting the connection; if the host was rebuilt, remove that line"
+        "HOST KEY OF {addr} CHANGED: {known_hosts} records {recorded} for it, but it offered {fingerprint}; refusing to connect.\n  \
+         hint: someone may be intercepting the connection: verify the offered fingerprint out of band. If the host was rebuilt, {fix}, then connect with --accept-new-host-keys"
     )]
     ChangedHostKey {
+        addr: String,
+        known_hosts: String,
+        /// The recorded keys, e.g. `ssh-ed25519 (line 3)`.
+        recorded: String,
+        fingerprint: String,
+        /// How to forget the recorded keys: their `FILE:LINE`s, or `ssh-keygen -R`.
+        fix: String,
+    },
+    #[error(
+        "host key of {addr} ({fingerprint}) is REVOKED at {known_hosts}:{line}; refusing to connect.\n  \
+         hint: the key was marked compromised; the host needs a new host key, recorded after verifying it out of band"
+    )]
+    RevokedHostKey {
         addr: String,
         known_hosts: String,
         line: usize,
@@ -192,15 +206,22 @@ impl client::Handler for Verifier {
                 return Ok(false);
             }
         };
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let known = if self.known_hosts.exists() {
-            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
-        } else {
-            Ok(false)
+        let fingerprint = format!(
+            "{} {}",
+            key.algorithm().as_str(),
+            key.fingerprint(HashAlg::Sha256)
+        );
+        let kh = self.known_hosts.display().to_string();
+        let verdict = match known_hosts::check_path(&self.known_hosts, &self.host, self.port, key) {
+            Ok(v) => v,
+            Err(e) => {
+                self.refuse(SshError::Key(format!("cannot read {kh}: {e}")));
+                return Ok(false);
+            }
         };
-        match known {
-            Ok(true) => Ok(true),
-            Ok(false) if self.accept_new => {
+        match verdict {
+            Verdict::Known { .. } => Ok(true),
+            Verdict::Unknown if self.accept_new => {
                 if let Some(dir) = self.known_hosts.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
@@ -213,35 +234,50 @@ impl client::Handler for Verifier {
                     Ok(()) => Ok(true),
                     Err(e) => {
                         self.refuse(SshError::Key(format!(
-                            "cannot record host key in {}: {e}",
-                            self.known_hosts.display()
+                            "cannot record host key in {kh}: {e}"
                         )));
                         Ok(false)
                     }
                 }
             }
-            Ok(false) => {
+            Verdict::Unknown => {
                 self.refuse(SshError::UnknownHostKey {
                     addr: self.addr.clone(),
-                    known_hosts: self.known_hosts.display().to_string(),
+                    known_hosts: kh,
                     fingerprint,
                 });
                 Ok(false)
             }
-            Err(keys::Error::KeyChanged { line }) => {
+            Verdict::Changed { recorded } => {
+                let lines: Vec<String> = recorded
+                    .iter()
+                    .map(|r| format!("`{kh}:{}`", r.line))
+                    .collect();
                 self.refuse(SshError::ChangedHostKey {
                     addr: self.addr.clone(),
-                    known_hosts: self.known_hosts.display().to_string(),
+                    recorded: recorded
+                        .iter()
+                        .map(|r| format!("{} (line {})", r.algorithm, r.line))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    fix: format!(
+                        "remove {} {} or run `ssh-keygen -R '{}' -f {kh}`",
+                        if lines.len() == 1 { "line" } else { "lines" },
+                        lines.join(", "),
+                        known_hosts::lookup_name(&self.host, self.port)
+                    ),
+                    known_hosts: kh,
+                    fingerprint,
+                });
+                Ok(false)
+            }
+            Verdict::Revoked { line } => {
+                self.refuse(SshError::RevokedHostKey {
+                    addr: self.addr.clone(),
+                    known_hosts: kh,
                     line,
                     fingerprint,
                 });
-                Ok(false)
-            }
-            Err(e) => {
-                self.refuse(SshError::Key(format!(
-                    "cannot read {}: {e}",
-                    self.known_hosts.display()
-                )));
                 Ok(false)
             }
         }

@@ -494,3 +494,58 @@ fn max_fail_percentage_stops_the_run_between_serial_batches() {
         .iter()
         .any(|e| e["event"] == "play_end" && e["aborted"] == true));
 }
+
+/// Writes into a directory a non-root user owns run as that user, end to end: a symlink
+/// they planted at the destination is replaced, never followed.
+#[test]
+fn writes_in_a_users_directory_never_follow_a_planted_link() {
+    use std::os::unix::fs::{chown, lchown, symlink, MetadataExt, PermissionsExt};
+    const NOBODY: u32 = 65534;
+    let tasks = "- name: config\n  copy: {dest: \"{{ root }}/home/app.conf\", content: \"managed\\n\", mode: \"0644\"}\n\
+                 - name: cache\n  file: {path: \"{{ root }}/home/cache\", state: directory}\n\
+                 - name: env\n  lineinfile: {path: \"{{ root }}/home/env\", line: \"A=1\", create: true}\n";
+    let p = Project::new(1, &[("roles/every/tasks.yml", tasks)]);
+    let home = p.root.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    chown(&home, Some(NOBODY), Some(NOBODY)).expect("chown home");
+    let victim = p.root.join("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    symlink(&victim, home.join("app.conf")).expect("plant");
+    lchown(home.join("app.conf"), Some(NOBODY), Some(NOBODY)).expect("lchown");
+
+    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let evs = events(&o);
+    let config = evs
+        .iter()
+        .find(|e| e["event"] == "task" && e["task"] == "config")
+        .expect("config task");
+    assert!(
+        config["details"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.starts_with("done as nobody")))),
+        "{config}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&victim).expect("victim").mode() & 0o777,
+        0o600
+    );
+    let conf = std::fs::symlink_metadata(home.join("app.conf")).expect("conf");
+    assert!(conf.is_file());
+    for made in ["app.conf", "cache", "env"] {
+        let m = std::fs::metadata(home.join(made)).expect(made);
+        assert_eq!(m.uid(), NOBODY, "{made} is the user's");
+    }
+    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        recap(&events(&o))["changed_tasks"],
+        Value::Array(vec![]),
+        "converged"
+    );
+}

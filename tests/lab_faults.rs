@@ -34,15 +34,24 @@ fn a_host_powered_off_mid_play_is_named_and_the_others_finish() {
     }
     let child = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .current_dir(&dir)
-        .args(["converge", "-i", "inventory.yml", "site.yml", "--output", "json"])
+        .args([
+            "converge",
+            "-i",
+            "inventory.yml",
+            "site.yml",
+            "--output",
+            "json",
+        ])
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start bosun");
-    wait_until("the step runs on storefront", Duration::from_secs(120), || {
-        lab_ssh("storefront", "test -e /tmp/bosun-fault-started").0 == 0
-    });
+    wait_until(
+        "the step runs on storefront",
+        Duration::from_secs(120),
+        || lab_ssh("storefront", "test -e /tmp/bosun-fault-started").0 == 0,
+    );
     let kill = bosun(&repo(), &["lab", "kill", "storefront"]);
     assert!(kill.status.success(), "{:?}", text(&kill));
     let killed_at = Instant::now();

@@ -370,7 +370,7 @@ impl Module for Apt {
                                     details.push(format!("{what} {}: contents differ", f.dest()));
                                 }
                             }
-                            copy::Action::Attrs => summary.push(c.summary),
+                            copy::Action::Attrs { .. } => summary.push(c.summary),
                         }
                         details.extend(c.details);
                         Ok(Some(c.action))
@@ -379,7 +379,7 @@ impl Module for Apt {
             };
         let key = file_action("key", &self.key, "key")?;
         let repo = file_action("repo", &self.repo, "source")?;
-        let sources_changed = [key, repo]
+        let sources_changed = [&key, &repo]
             .iter()
             .any(|a| matches!(a, Some(copy::Action::Write { .. })));
 
@@ -846,6 +846,7 @@ mod tests {
     use super::*;
     use crate::modules::copy::tests::run;
     use crate::modules::fileops::sha256_hex;
+    use crate::modules::writer::Writer;
     use serde_json::json;
 
     fn module(v: Value) -> Apt {
@@ -1230,8 +1231,11 @@ mod tests {
             key: Some(copy::Action::Write {
                 backup: false,
                 replaces_link: false,
+                writer: Writer::root_for("/etc/apt/keyrings/x.asc"),
             }),
-            repo: Some(copy::Action::Attrs),
+            repo: Some(copy::Action::Attrs {
+                writer: Writer::root_for("/etc/apt/sources.list.d/x.list"),
+            }),
             update: true,
             packages: Some(Packages::Install {
                 args: vec!["a1".into(), "b2=1.0".into()],

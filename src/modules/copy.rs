@@ -16,6 +16,7 @@
 //! of "make this file hold these bytes".
 
 use super::fileops::{self, apply_attrs, attr_changes, Attrs, Kind};
+use super::writer::Writer;
 use super::{
     de_mode, parse_args, ArgError, Change, Controller, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -52,15 +53,19 @@ pub struct Copy {
     backup: bool,
 }
 
-/// What apply does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What apply does, and who does it (see [`Writer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Write the contents atomically. `backup` keeps the old file first (only when a regular
     /// file is replaced); `replaces_link` means a symlink sits at dest and is replaced by the
     /// file (its own mode is 0777, so an undeclared mode defaults to 0644 instead).
-    Write { backup: bool, replaces_link: bool },
+    Write {
+        backup: bool,
+        replaces_link: bool,
+        writer: Writer,
+    },
     /// Contents match; only mode/owner/group differ.
-    Attrs,
+    Attrs { writer: Writer },
 }
 
 impl Copy {
@@ -142,30 +147,42 @@ impl Module for Copy {
             Kind::Other => Err(ModuleError::new(format!(
                 "{p} is a special file (socket, fifo or device); copy only replaces regular files"
             ))),
-            Kind::Absent => Ok(Plan::Change(
-                Change::new(
-                    format!("create {p}"),
-                    Action::Write {
-                        backup: false,
-                        replaces_link: false,
-                    },
-                )
-                .with_details(attr_changes(&st, &self.attrs))
-                .with_diff(fileops::content_diff(p, &st, &self.data)),
-            )),
-            Kind::Link => Ok(Plan::Change(
-                Change::new(
-                    format!(
-                        "replace symlink {p} (→ {}) with a file",
-                        st.link_target.as_deref().unwrap_or("?")
-                    ),
-                    Action::Write {
-                        backup: false,
-                        replaces_link: true,
-                    },
-                )
-                .with_diff(fileops::content_diff(p, &st, &self.data)),
-            )),
+            Kind::Absent => {
+                let writer = st.writer(p)?;
+                let mut details = attr_changes(&st, &self.attrs);
+                details.extend(writer.note());
+                Ok(Plan::Change(
+                    Change::new(
+                        format!("create {p}"),
+                        Action::Write {
+                            backup: false,
+                            replaces_link: false,
+                            writer,
+                        },
+                    )
+                    .with_details(details)
+                    .with_diff(fileops::content_diff(p, &st, &self.data)),
+                ))
+            }
+            Kind::Link => {
+                let writer = st.writer(p)?;
+                let details = writer.note().into_iter().collect();
+                Ok(Plan::Change(
+                    Change::new(
+                        format!(
+                            "replace symlink {p} (→ {}) with a file",
+                            st.link_target.as_deref().unwrap_or("?")
+                        ),
+                        Action::Write {
+                            backup: false,
+                            replaces_link: true,
+                            writer,
+                        },
+                    )
+                    .with_details(details)
+                    .with_diff(fileops::content_diff(p, &st, &self.data)),
+                ))
+            }
             Kind::File => {
                 let sha = st.sha256.as_deref().ok_or_else(|| {
                     ModuleError::new(format!("probe reported no checksum for {p}"))
@@ -175,20 +192,25 @@ impl Module for Copy {
                     if self.backup {
                         details.push(format!("backup of the old file: {p}.<timestamp>.bak"));
                     }
+                    let writer = st.writer(p)?;
+                    details.extend(writer.note());
                     Ok(Plan::Change(
                         Change::new(
                             format!("update {p}"),
                             Action::Write {
                                 backup: self.backup,
                                 replaces_link: false,
+                                writer,
                             },
                         )
                         .with_details(details)
                         .with_diff(fileops::content_diff(p, &st, &self.data)),
                     ))
                 } else if !details.is_empty() {
+                    let writer = st.writer(p)?;
+                    details.extend(writer.note());
                     Ok(Plan::Change(
-                        Change::new(format!("set attributes of {p}"), Action::Attrs)
+                        Change::new(format!("set attributes of {p}"), Action::Attrs { writer })
                             .with_details(details),
                     ))
                 } else {
@@ -202,13 +224,18 @@ impl Module for Copy {
 
     fn apply(&self, action: &Action) -> String {
         let p = quote(&self.dest);
-        match *action {
-            Action::Attrs => apply_attrs(&p, &self.attrs),
+        match action {
+            Action::Attrs { writer } => format!(
+                "{}{}",
+                writer.prelude(&self.dest),
+                apply_attrs(&p, &self.attrs, writer)
+            ),
             Action::Write {
                 backup,
                 replaces_link,
+                writer,
             } => {
-                let attrs = if replaces_link && self.attrs.mode.is_none() {
+                let attrs = if *replaces_link && self.attrs.mode.is_none() {
                     Attrs {
                         mode: Some(0o644),
                         ..self.attrs.clone()
@@ -216,18 +243,27 @@ impl Module for Copy {
                 } else {
                     self.attrs.clone()
                 };
-                let write =
-                    fileops::write_file(&self.dest, &self.data, &attrs, self.validate.as_deref());
+                let write = fileops::write_file(
+                    &self.dest,
+                    &self.data,
+                    &attrs,
+                    self.validate.as_deref(),
+                    writer,
+                );
                 if !backup {
                     return write;
                 }
-                // The write runs in a subshell so that its `exit` on a failed validation
-                // comes back here and the backup, now pointless, is removed.
+                // The backup is a hard link to the old file, which the rename then leaves
+                // behind: `ln` never follows a symlink someone put at the backup's name (a
+                // copy would write through it). The write runs in a subshell so that its
+                // `exit` on a failed validation comes back here and the backup, now
+                // pointless, is removed.
                 format!(
-                    "b={p}.$(date +%Y%m%d-%H%M%S).bak\n\
-                     cp -p -- {p} \"$b\" || exit 1\n\
-                     (\n{write}) || {{ rm -f -- \"$b\"; exit 1; }}\n\
-                     echo \"backup: $b\"\n"
+                    "{}b={p}.$(date +%Y%m%d-%H%M%S).bak\n\
+                     __as ln -T -- {p} \"$b\" || exit 1\n\
+                     (\n{write}) || {{ __as rm -f -- \"$b\"; exit 1; }}\n\
+                     echo \"backup: $b\"\n",
+                    writer.prelude(&self.dest)
                 )
             }
         }
@@ -374,12 +410,13 @@ pub(crate) mod tests {
             c.action,
             Action::Write {
                 backup: false,
-                replaces_link: false
+                replaces_link: false,
+                writer: Writer::root_for("/etc/motd"),
             }
         );
         let script = m.apply(&c.action);
         assert!(script.contains("p=/etc/motd\n"), "{script}");
-        assert!(script.contains("chown -h root \"$t\""), "{script}");
+        assert!(script.contains("__chown -- root \"$t\""), "{script}");
         assert!(!script.contains(".bak"), "{script}");
     }
 
@@ -404,13 +441,17 @@ pub(crate) mod tests {
             c.action,
             Action::Write {
                 backup: true,
-                replaces_link: false
+                replaces_link: false,
+                writer: Writer::root_for("/etc/app.conf"),
             }
         );
         let script = m.apply(&c.action);
-        assert!(script.starts_with(
-            "b=/etc/app.conf.$(date +%Y%m%d-%H%M%S).bak\ncp -p -- /etc/app.conf \"$b\""
-        ));
+        assert!(
+            script.contains(
+                "b=/etc/app.conf.$(date +%Y%m%d-%H%M%S).bak\n__as ln -T -- /etc/app.conf \"$b\""
+            ),
+            "{script}"
+        );
     }
 
     #[test]
@@ -424,7 +465,9 @@ pub(crate) mod tests {
         assert_eq!(c.summary, "set attributes of /etc/app.conf");
         assert_eq!(c.details, vec!["mode 0644 → 0600"]);
         assert!(c.diff.is_none());
-        assert_eq!(m.apply(&c.action), "chmod 0600 /etc/app.conf\n");
+        assert!(m
+            .apply(&c.action)
+            .ends_with("fi\n__as chmod 0600 -- /etc/app.conf || exit 1\n"));
         let obs = Observed::stdout(&format!(
             "type=file\nmode=600\nowner=root\ngroup=root\nsha256={sha}\n"
         ));
@@ -454,7 +497,7 @@ pub(crate) mod tests {
             c.summary,
             "replace symlink /etc/resolv.conf (→ ../run/resolv.conf) with a file"
         );
-        assert!(m.apply(&c.action).contains("chmod 0644 \"$t\""));
+        assert!(m.apply(&c.action).contains("chmod 0644 -- \"$t\""));
     }
 
     #[test]
@@ -516,7 +559,13 @@ pub(crate) mod tests {
 
     #[test]
     fn a_failed_step_stops_the_script() {
-        let write = fileops::write_file("/nonexistent/bosun/x", b"x", &Attrs::default(), None);
+        let write = fileops::write_file(
+            "/nonexistent/bosun/x",
+            b"x",
+            &Attrs::default(),
+            None,
+            &Writer::root_for("/nonexistent/bosun/x"),
+        );
         let r = run(&format!("{}echo after\n", as_step(&write)));
         assert_eq!(r.rc, 1);
         assert!(!r.stdout.contains("after"), "{}", r.stdout);

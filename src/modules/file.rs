@@ -4,6 +4,7 @@
 //! regular file exists (created empty) with the declared attributes.
 
 use super::fileops::{self, apply_attrs, attr_changes, Attrs, Kind};
+use super::writer::Writer;
 use super::{de_mode, parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use crate::shell::quote;
 use serde::Deserialize;
@@ -43,16 +44,21 @@ pub struct File {
     force: bool,
 }
 
-/// What apply does.
+/// What apply does, and who does it (see [`Writer`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     /// Create (or replace, with force) the object, then set attributes.
     Create {
         replace: bool,
+        writer: Writer,
     },
     /// Only attributes differ.
-    Attrs,
-    Remove,
+    Attrs {
+        writer: Writer,
+    },
+    Remove {
+        writer: Writer,
+    },
 }
 
 impl File {
@@ -107,22 +113,36 @@ impl Module for File {
         let st = fileops::parse_path_state(observed)?;
         let want = self.wanted_kind();
         let p = &self.path;
+        if want == Kind::Absent && st.kind == Kind::Absent {
+            return Ok(Plan::unchanged(format!("{p} is absent")));
+        }
+        // Who makes the change (see `Writer`): decided only when there is one.
+        let change = |summary: String,
+                      action: &dyn Fn(Writer) -> Action,
+                      mut details: Vec<String>|
+         -> Result<Plan<Action>, ModuleError> {
+            let writer = st.writer(p)?;
+            details.extend(writer.note());
+            Ok(Plan::Change(
+                Change::new(summary, action(writer)).with_details(details),
+            ))
+        };
         if want == Kind::Absent {
-            return Ok(match st.kind {
-                Kind::Absent => Plan::unchanged(format!("{p} is absent")),
-                k => Plan::Change(Change::new(
-                    format!("remove {} {p}", k.as_str()),
-                    Action::Remove,
-                )),
-            });
+            return change(
+                format!("remove {} {p}", st.kind.as_str()),
+                &|writer| Action::Remove { writer },
+                Vec::new(),
+            );
         }
         if st.kind == Kind::Absent {
-            let mut c = Change::new(
+            return change(
                 format!("create {} {p}", want.as_str()),
-                Action::Create { replace: false },
+                &|writer| Action::Create {
+                    replace: false,
+                    writer,
+                },
+                describe_new(&self.attrs, self.src.as_deref()),
             );
-            c.details = describe_new(&self.attrs, self.src.as_deref());
-            return Ok(Plan::Change(c));
         }
         if st.kind != want {
             if !self.force {
@@ -132,24 +152,28 @@ impl Module for File {
                     want.as_str()
                 )));
             }
-            let mut c = Change::new(
+            return change(
                 format!("replace {} {p} with a {}", st.kind.as_str(), want.as_str()),
-                Action::Create { replace: true },
+                &|writer| Action::Create {
+                    replace: true,
+                    writer,
+                },
+                describe_new(&self.attrs, self.src.as_deref()),
             );
-            c.details = describe_new(&self.attrs, self.src.as_deref());
-            return Ok(Plan::Change(c));
         }
         if want == Kind::Link && st.link_target.as_deref() != self.src.as_deref() {
-            let c = Change::new(
+            return change(
                 format!("repoint link {p}"),
-                Action::Create { replace: true },
-            )
-            .with_details(vec![format!(
-                "target {} → {}",
-                st.link_target.as_deref().unwrap_or("-"),
-                self.src.as_deref().unwrap_or("-")
-            )]);
-            return Ok(Plan::Change(c));
+                &|writer| Action::Create {
+                    replace: true,
+                    writer,
+                },
+                vec![format!(
+                    "target {} → {}",
+                    st.link_target.as_deref().unwrap_or("-"),
+                    self.src.as_deref().unwrap_or("-")
+                )],
+            );
         }
         // Links: chmod would follow them, so only ownership is managed.
         let attrs = if want == Kind::Link {
@@ -167,9 +191,11 @@ impl Module for File {
                 want.as_str()
             )))
         } else {
-            Ok(Plan::Change(
-                Change::new(format!("set attributes of {p}"), Action::Attrs).with_details(diffs),
-            ))
+            change(
+                format!("set attributes of {p}"),
+                &|writer| Action::Attrs { writer },
+                diffs,
+            )
         }
     }
 
@@ -183,27 +209,35 @@ impl Module for File {
         } else {
             self.attrs.clone()
         };
+        let (Action::Remove { writer } | Action::Attrs { writer } | Action::Create { writer, .. }) =
+            action;
+        let mut s = writer.prelude(&self.path);
         match action {
-            Action::Remove => format!("rm -rf -- {p}\n"),
-            Action::Attrs => apply_attrs(&p, &attrs),
-            Action::Create { replace } => {
-                let mut s = String::new();
+            Action::Remove { .. } => s.push_str(&format!("__as rm -rf -- {p} || exit 1\n")),
+            Action::Attrs { .. } => s.push_str(&apply_attrs(&p, &attrs, writer)),
+            Action::Create { replace, .. } => {
                 if *replace {
-                    s.push_str(&format!("rm -rf -- {p}\n"));
+                    s.push_str(&format!("__as rm -rf -- {p} || exit 1\n"));
                 }
                 match self.state {
-                    State::Directory => s.push_str(&format!("mkdir -p -- {p}\n")),
-                    State::File => s.push_str(&format!(": > {p}\n")),
+                    State::Directory => s.push_str(&writer.mkdirs(&self.path)),
+                    // Noclobber: whatever appeared there meanwhile is not followed.
+                    State::File => s.push_str(&match writer {
+                        Writer::Root { .. } => format!("set -C; : > {p} || exit 1; set +C\n"),
+                        Writer::Owner { .. } => {
+                            format!("__as sh -c 'set -C && : > \"$1\"' sh {p} || exit 1\n")
+                        }
+                    }),
                     State::Link => s.push_str(&format!(
-                        "ln -s -- {} {p}\n",
+                        "__as ln -sT -- {} {p} || exit 1\n",
                         quote(self.src.as_deref().unwrap_or_default())
                     )),
                     State::Absent => {}
                 }
-                s.push_str(&apply_attrs(&p, &attrs));
-                s
+                s.push_str(&apply_attrs(&p, &attrs, writer));
             }
         }
+        s
     }
 
     fn effects(&self) -> Effects {
@@ -217,7 +251,7 @@ impl Module for File {
     fn applied_effects(&self, action: &Action) -> Effects {
         match (action, &self.state) {
             // A new, empty directory: nothing under it appeared.
-            (Action::Create { replace: false }, State::Directory) => {
+            (Action::Create { replace: false, .. }, State::Directory) => {
                 Effects::Created(vec![self.path.clone()])
             }
             _ => self.effects(),
@@ -257,9 +291,9 @@ mod tests {
         match m.plan(&Observed::stdout("type=absent\n")).unwrap() {
             Plan::Change(c) => {
                 assert_eq!(c.summary, "create directory /srv/app");
-                assert_eq!(c.action, Action::Create { replace: false });
-                assert!(m.apply(&c.action).contains("mkdir -p -- /srv/app"));
-                assert!(m.apply(&c.action).contains("chmod 0755 /srv/app"));
+                assert!(matches!(c.action, Action::Create { replace: false, .. }));
+                assert!(m.apply(&c.action).contains("mkdir -- \"$__c\""));
+                assert!(m.apply(&c.action).contains("chmod 0755 -- /srv/app"));
             }
             p => panic!("expected a change, got {p:?}"),
         }
@@ -280,9 +314,11 @@ mod tests {
         let obs = Observed::stdout("type=directory\nmode=755\nowner=root\ngroup=root\n");
         match m.plan(&obs).unwrap() {
             Plan::Change(c) => {
-                assert_eq!(c.action, Action::Attrs);
+                assert!(matches!(c.action, Action::Attrs { .. }));
                 assert_eq!(c.details, vec!["mode 0755 → 0700"]);
-                assert_eq!(m.apply(&c.action), "chmod 0700 /srv/app\n");
+                assert!(m
+                    .apply(&c.action)
+                    .ends_with("fi\n__as chmod 0700 -- /srv/app || exit 1\n"));
             }
             p => panic!("{p:?}"),
         }
@@ -326,7 +362,9 @@ mod tests {
             Plan::Unchanged { .. }
         ));
         match m.plan(&Observed::stdout("type=file\n")).unwrap() {
-            Plan::Change(c) => assert_eq!(m.apply(&c.action), "rm -rf -- /tmp/x\n"),
+            Plan::Change(c) => assert!(m
+                .apply(&c.action)
+                .ends_with("__as rm -rf -- /tmp/x || exit 1\n")),
             p => panic!("{p:?}"),
         }
     }

@@ -9,6 +9,7 @@
 //! `validate` command, and only then are renamed over the target: a failed host never
 //! holds a half-written file.
 
+use super::writer::{self, Chain, Writer};
 use super::{Diff, ModuleError, Observed};
 use crate::shell::{emit_bytes, quote};
 use base64::Engine;
@@ -61,6 +62,16 @@ pub struct PathState {
     /// Current contents, present only when they differ from the wanted checksum and are
     /// small enough to diff.
     pub content: Option<Vec<u8>>,
+    /// Owners and modes of the directories on the way (see [`writer`]); `None` when the
+    /// observation did not report them.
+    pub chain: Option<Chain>,
+}
+
+impl PathState {
+    /// Who may change this path (see [`writer::decide`]).
+    pub fn writer(&self, path: &str) -> Result<Writer, ModuleError> {
+        writer::decide(path, self.kind != Kind::Absent, self.chain.as_ref())
+    }
 }
 
 /// Hex SHA-256 of `data`, as `sha256sum` prints it.
@@ -70,16 +81,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// Shell that prints the state of `path`. With `want_sha`, also the checksum, and the
 /// contents (base64, one line) when they differ and are at most [`DIFF_LIMIT`] bytes.
+/// The directories on the way come in the same `stat` ([`writer::chain_probe`]).
 pub fn probe_path(path: &str, want_sha: Option<&str>) -> String {
     let p = quote(path);
     let mut s = format!(
-        "p={p}\n\
+        "p={p}\n__t=\n\
          if [ -L \"$p\" ]; then echo type=link; echo \"target=$(readlink \"$p\")\"\n\
          elif [ -d \"$p\" ]; then echo type=directory\n\
          elif [ -f \"$p\" ]; then echo type=file\n\
          elif [ -e \"$p\" ]; then echo type=other\n\
-         else echo type=absent; exit 0; fi\n\
-         stat -c 'mode=%a\nowner=%U\ngroup=%G\nsize=%s' \"$p\" || exit 3\n"
+         else echo type=absent; __t=absent; fi\n\
+         {}[ -z \"$__t\" ] || exit 0\n",
+        writer::chain_probe(path, true)
     );
     if let Some(want) = want_sha {
         let want = quote(want);
@@ -96,26 +109,37 @@ pub fn probe_path(path: &str, want_sha: Option<&str>) -> String {
 }
 
 /// Shell that probes many paths at once, with a fixed number of processes whatever their
-/// count: one `stat` for every path that exists, one `sha256sum` for every regular file
-/// with a wanted checksum (plus `readlink` per symlink and `base64` per file that differs).
-/// [`split_probe_paths`] turns its output into one [`probe_path`]-shaped observation per
-/// path. No path is ever printed, so odd names cannot confuse the parser; the output is
-/// lines of `T type`, `L target`, `S mode owner group size`, `H sha256`, `B base64`.
+/// count: one `stat` for every path that exists and every directory on the way to each,
+/// one `sha256sum` for every regular file with a wanted checksum (plus `readlink` per
+/// symlink and `base64` per file that differs). [`split_probe_paths`] turns its output into
+/// one [`probe_path`]-shaped observation per path. No path is ever printed, so odd names
+/// cannot confuse the parser; the output is, per path, `T type`, `L target`, `C count` (of
+/// its stat lines), then lines of `S chain-entry mode owner group size`, `H sha256`,
+/// `B base64`. A symlinked directory on the way prints `X`: such paths are probed one by
+/// one ([`probe_path`] resolves the link).
 pub fn probe_paths(paths: &[(&str, Option<&str>)]) -> String {
-    let all: Vec<String> = paths.iter().map(|(p, _)| quote(p)).collect();
-    let mut s = format!(
-        "set -- {}\nn=$#\n\
-         for p do\n\
-         if [ -L \"$p\" ]; then echo 'T link'; printf 'L%s\\n' \"$(readlink \"$p\")\"\n\
-         elif [ -d \"$p\" ]; then echo 'T directory'\n\
-         elif [ -f \"$p\" ]; then echo 'T file'\n\
-         elif [ -e \"$p\" ]; then echo 'T other'\n\
-         else echo 'T absent'; continue; fi\n\
-         set -- \"$@\" \"$p\"\n\
-         done\nshift $n\n\
-         [ $# -eq 0 ] || stat -c 'S %a %U %G %s' -- \"$@\" || exit 3\n",
-        all.join(" ")
-    );
+    let mut s = String::from("set -f\nset --\n");
+    for (path, _) in paths {
+        let anc: Vec<String> = writer::ancestors(path).iter().map(|a| quote(a)).collect();
+        s.push_str(&format!(
+            "p={}\n\
+             if [ -L \"$p\" ]; then echo 'T link'; printf 'L%s\\n' \"$(readlink \"$p\")\"\n\
+             elif [ -d \"$p\" ]; then echo 'T directory'\n\
+             elif [ -f \"$p\" ]; then echo 'T file'\n\
+             elif [ -e \"$p\" ]; then echo 'T other'\n\
+             else echo 'T absent'; fi\n\
+             __c=0; __k=1\n\
+             for __a in {} \"$p\"; do\n\
+             if [ $__k = 1 ] && {{ [ -e \"$__a\" ] || [ -L \"$__a\" ]; }}; then\n\
+             if [ \"$__a\" != \"$p\" ] && [ -L \"$__a\" ]; then echo X; fi\n\
+             set -- \"$@\" \"$__a\"; __c=$((__c+1))\n\
+             else __k=0; fi\n\
+             done\necho \"C $__c\"\n",
+            quote(path),
+            anc.join(" ")
+        ));
+    }
+    s.push_str("[ $# -eq 0 ] || stat -c 'S %f:%u:%g:%U %a %U %G %s' -- \"$@\" || exit 3\nset +f\n");
     let hashed: Vec<(String, &str)> = paths
         .iter()
         .filter_map(|(p, w)| w.map(|w| (quote(p), w)))
@@ -144,14 +168,14 @@ pub fn probe_paths(paths: &[(&str, Option<&str>)]) -> String {
 
 /// Splits what [`probe_paths`] printed into one observation per path, each exactly what
 /// [`probe_path`] would have printed. `None` when the output does not add up (a path
-/// changed between the checks, a file could not be read): the caller then probes those
-/// paths one by one.
+/// changed between the checks, a file could not be read, a symlink on the way): the caller
+/// then probes those paths one by one.
 pub fn split_probe_paths(paths: &[(&str, Option<&str>)], obs: &Observed) -> Option<Vec<Observed>> {
     if obs.rc != 0 {
         return None;
     }
     let mut lines = obs.stdout.lines().peekable();
-    let mut kinds: Vec<(String, Option<String>)> = Vec::with_capacity(paths.len());
+    let mut kinds: Vec<(String, Option<String>, usize)> = Vec::with_capacity(paths.len());
     for _ in paths {
         let t = lines.next()?.strip_prefix("T ")?.to_string();
         let target = if t == "link" {
@@ -159,25 +183,37 @@ pub fn split_probe_paths(paths: &[(&str, Option<&str>)], obs: &Observed) -> Opti
         } else {
             None
         };
-        kinds.push((t, target));
+        let count = lines.next()?.strip_prefix("C ")?.parse().ok()?;
+        kinds.push((t, target, count));
     }
     let mut outs: Vec<String> = Vec::with_capacity(paths.len());
-    for (t, target) in &kinds {
+    for ((path, _), (t, target, count)) in paths.iter().zip(&kinds) {
+        let n = writer::ancestors(path).len();
+        let exists = t != "absent";
+        if (exists && *count != n + 1) || (!exists && *count > n) {
+            return None;
+        }
+        let mut chain = Vec::with_capacity(*count);
+        let mut own = None;
+        for _ in 0..*count {
+            let f: Vec<&str> = lines.next()?.strip_prefix("S ")?.split(' ').collect();
+            if f.len() != 5 {
+                return None;
+            }
+            chain.push(f[0]);
+            own = Some(f);
+        }
         let mut o = format!("type={t}\n");
         if let Some(tg) = target {
             o.push_str(&format!("target={tg}\n"));
         }
-        if t != "absent" {
-            let st = lines.next()?.strip_prefix("S ")?;
-            let f: Vec<&str> = st.split(' ').collect();
-            if f.len() != 4 {
-                return None;
-            }
+        if let (true, Some(f)) = (exists, own) {
             o.push_str(&format!(
                 "mode={}\nowner={}\ngroup={}\nsize={}\n",
-                f[0], f[1], f[2], f[3]
+                f[1], f[2], f[3], f[4]
             ));
         }
+        o.push_str(&format!("chain={}\n", chain.join(" ")));
         outs.push(o);
     }
     for (i, (_, want)) in paths.iter().enumerate() {
@@ -249,6 +285,7 @@ pub fn parse_path_state(obs: &Observed) -> Result<PathState, ModuleError> {
         size: kv.get("size").and_then(|s| s.parse().ok()),
         sha256: kv.get("sha256").map(|s| s.to_string()),
         content,
+        chain: Chain::from_kv(&kv)?,
     })
 }
 
@@ -283,31 +320,45 @@ pub fn attr_changes(state: &PathState, want: &Attrs) -> Vec<String> {
     out
 }
 
-/// Shell that sets the declared attributes on `target` (a quoted word or `"$t"`).
-pub fn apply_attrs(target: &str, want: &Attrs) -> String {
-    let mut s = String::new();
-    match (&want.owner, &want.group) {
-        (Some(o), Some(g)) => s.push_str(&format!("chown -h {}:{} {target}\n", quote(o), quote(g))),
-        (Some(o), None) => s.push_str(&format!("chown -h {} {target}\n", quote(o))),
-        (None, Some(g)) => s.push_str(&format!("chgrp -h {} {target}\n", quote(g))),
-        (None, None) => {}
+/// `OWNER:GROUP`, `OWNER` or `:GROUP` for `chown`, quoted; `None` when neither is declared.
+pub fn owner_spec(attrs: &Attrs) -> Option<String> {
+    match (&attrs.owner, &attrs.group) {
+        (Some(o), Some(g)) => Some(quote(&format!("{o}:{g}"))),
+        (Some(o), None) => Some(quote(o)),
+        (None, Some(g)) => Some(quote(&format!(":{g}"))),
+        (None, None) => None,
     }
-    if let Some(m) = want.mode {
-        s.push_str(&format!("chmod {m:04o} {target}\n"));
-    }
-    s
 }
 
-/// Shell that atomically replaces `path` with `data`.
+/// Shell that sets the declared attributes on `target` (a quoted word or `"$t"`), as
+/// `writer` (after its [`Writer::prelude`]).
+pub fn apply_attrs(target: &str, want: &Attrs, writer: &Writer) -> String {
+    writer.attrs(target, owner_spec(want), want.mode)
+}
+
+/// Shell that atomically replaces `path` with `data`, as `writer` (prelude included).
 ///
 /// `validate` is a command with `%s` standing for the temp file (as in Ansible); a failing
 /// validation leaves the old file in place and fails the task. New files default to 0644
-/// when no mode is declared; existing files keep their mode unless one is declared.
-pub fn write_file(path: &str, data: &[u8], attrs: &Attrs, validate: Option<&str>) -> String {
-    // Builtins wherever the shell has them: a new file without a declared mode costs one
-    // process (`mv`). The temp file is created empty with noclobber under a random name,
-    // with umask 022 only when its final mode is the default 0644 (new file, no mode), 077
-    // otherwise, so contents are never readable by others before the final chmod.
+/// when no mode is declared; existing files keep their mode (and, written as root, their
+/// owner) unless declared.
+///
+/// Written as another user ([`Writer::Owner`]), that user creates, fills and renames the
+/// temp file, so nothing they plant redirects it. `validate` runs as root (validators often
+/// need it) on a copy in a private root directory, never on a path that user controls; the
+/// temp file is then filled from that very copy.
+pub fn write_file(
+    path: &str,
+    data: &[u8],
+    attrs: &Attrs,
+    validate: Option<&str>,
+    writer: &Writer,
+) -> String {
+    // Builtins wherever the shell has them: as root, a new file without a declared mode
+    // costs one process (`mv`). The temp file is created empty with noclobber under a
+    // random name, with umask 022 only when its final mode is the default 0644 (new file,
+    // no mode), 077 otherwise, so contents are never readable by others before the final
+    // chmod.
     let p = quote(path);
     let suffix: String =
         rand::Rng::sample_iter(rand::thread_rng(), &rand::distributions::Alphanumeric)
@@ -315,31 +366,79 @@ pub fn write_file(path: &str, data: &[u8], attrs: &Attrs, validate: Option<&str>
             .map(char::from)
             .collect();
     let umask = if attrs.mode.is_some() { "077" } else { "022" };
-    let mut s = format!(
+    let mut s = writer.prelude(path);
+    s.push_str(&format!(
         "p={p}\nd=${{p%/*}}; d=${{d:-/}}\n\
          [ -d \"$d\" ] || {{ echo \"directory $d does not exist\" >&2; exit 1; }}\n\
-         t=\"$d/.bosun.{suffix}\"\n\
-         if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then umask 077; else umask {umask}; fi\n\
-         set -C; : > \"$t\" || exit 1; set +C\n\
-         trap 'rm -f \"$t\"' EXIT\n\
-         if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then chmod --reference=\"$p\" -- \"$t\" && chown --reference=\"$p\" -- \"$t\" || exit 1; fi\n"
-    );
-    match std::str::from_utf8(data) {
+         t=\"$d/.bosun.{suffix}\"\n{}\
+         if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then __m=077; else __m={umask}; fi\n",
+        crate::shell::track_temp("\"$t\"")
+    ));
+    let contents = match std::str::from_utf8(data) {
         // Text: the printf builtin, no process. NUL cannot live in a shell word.
-        Ok(text) if !text.contains('\0') => {
-            s.push_str(&format!("printf '%s' {} > \"$t\" || exit 1\n", quote(text)))
-        }
-        _ => s.push_str(&format!("{{\n{}}} > \"$t\" || exit 1\n", emit_bytes(data))),
-    }
-    s.push_str(&apply_attrs("\"$t\"", attrs));
-    if let Some(v) = validate {
+        Ok(text) if !text.contains('\0') => format!("printf '%s' {}", quote(text)),
+        _ => format!("{{\n{}}}", emit_bytes(data)),
+    };
+    let validation = |file: &str| match validate {
         // The validator sees the temp path where the operator wrote %s.
-        let cmd = v.replace("%s", "\"$t\"");
-        s.push_str(&format!(
-            "if ! out=$({cmd} 2>&1); then echo \"validation failed: $out\" >&2; exit 1; fi\n"
-        ));
+        Some(v) => format!(
+            "if ! out=$({} 2>&1); then echo \"validation failed: $out\" >&2; exit 1; fi\n",
+            v.replace("%s", file)
+        ),
+        None => String::new(),
+    };
+    match writer {
+        Writer::Root { .. } => {
+            s.push_str(
+                "umask $__m\nset -C; : > \"$t\" || exit 1; set +C\n\
+                 trap 'rm -f \"$t\"' EXIT\n\
+                 if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then chmod --reference=\"$p\" -- \"$t\" && chown --reference=\"$p\" -- \"$t\" || exit 1; fi\n",
+            );
+            s.push_str(&format!("{contents} > \"$t\" || exit 1\n"));
+            s.push_str(&apply_attrs("\"$t\"", attrs, writer));
+            s.push_str(&validation("\"$t\""));
+            s.push_str("mv -fT -- \"$t\" \"$p\" || exit 1\ntrap - EXIT\n");
+        }
+        Writer::Owner { .. } => {
+            let fill = "__as sh -c 'umask \"$2\" && set -C && cat > \"$1\"' sh \"$t\" \"$__m\"";
+            // The trap is set before the temp file exists: a failed fill leaves nothing behind.
+            let mut cleanup = String::from("__as rm -f -- \"$t\"");
+            if validate.is_some() {
+                let name = quote(path.rsplit('/').next().unwrap_or("file"));
+                s.push_str(&format!(
+                    "__v=$(mktemp -d) || exit 1\n{}trap 'rm -rf -- \"$__v\"' EXIT\n__f=\"$__v\"/{name}\n\
+                     (umask $__m && set -C && {contents} > \"$__f\") || exit 1\n",
+                    crate::shell::track_temp("\"$__v\"")
+                ));
+                // Root's own copy, in root's own directory: plain chown and chmod are safe.
+                if let Some(spec) = owner_spec(attrs) {
+                    s.push_str(&format!("chown -h -- {spec} \"$__f\" || exit 1\n"));
+                }
+                if let Some(m) = attrs.mode {
+                    s.push_str(&format!("chmod {m:04o} -- \"$__f\" || exit 1\n"));
+                }
+                // Traversable, not listable: a validator that drops privileges can read it.
+                s.push_str("chmod 711 \"$__v\" || exit 1\n");
+                s.push_str(&validation("\"$__f\""));
+                cleanup.push_str("; rm -rf -- \"$__v\"");
+                s.push_str(&format!(
+                    "trap '{cleanup}' EXIT\n{fill} < \"$__f\" || exit 1\n"
+                ));
+            } else {
+                s.push_str(&format!(
+                    "trap '{cleanup}' EXIT\n{contents} | {fill} || exit 1\n"
+                ));
+            }
+            s.push_str(
+                "if [ -e \"$p\" ] && [ ! -L \"$p\" ]; then __as chmod --reference=\"$p\" -- \"$t\" || exit 1; fi\n",
+            );
+            s.push_str(&apply_attrs("\"$t\"", attrs, writer));
+            s.push_str("__as mv -fT -- \"$t\" \"$p\" || exit 1\ntrap - EXIT\n");
+            if validate.is_some() {
+                s.push_str("rm -rf -- \"$__v\"\n");
+            }
+        }
     }
-    s.push_str("mv -f \"$t\" \"$p\" || exit 1\ntrap - EXIT\n");
     s
 }
 
@@ -435,6 +534,18 @@ mod tests {
             let alone = run(&probe_path(p, *w));
             assert_eq!(got.stdout, alone.stdout, "{p:?}");
         }
+        // A symlinked directory on the way: probed one by one, where the link is resolved.
+        std::os::unix::fs::symlink(dir.join("sub dir"), dir.join("linked")).unwrap();
+        let linked = d("linked/x");
+        let via = [(linked.as_str(), None)];
+        assert!(split_probe_paths(&via, &run(&probe_paths(&via))).is_none());
+        let alone = run(&probe_path(&linked, None));
+        let real = dir.join("sub dir");
+        assert!(
+            alone.stdout.contains(&format!("real={}\n", real.display())),
+            "{}",
+            alone.stdout
+        );
         // An unreadable file or an odd output falls back instead of guessing.
         let bad = Observed::stdout("T file\nS 644 root root 1\n");
         assert!(split_probe_paths(&[("/a", Some("00"))], &bad).is_none());
@@ -479,12 +590,25 @@ mod tests {
             ..Default::default()
         };
         // A validator that rejects: the old file stays, no temp file is left.
-        let r = run(&write_file(path, b"new\n", &attrs, Some("grep -q nope %s")));
+        let w = Writer::root_for(path);
+        let r = run(&write_file(
+            path,
+            b"new\n",
+            &attrs,
+            Some("grep -q nope %s"),
+            &w,
+        ));
         assert_ne!(r.rc, 0);
         assert!(r.stderr.contains("validation failed"));
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "old\n");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        let r = run(&write_file(path, b"new\n", &attrs, Some("grep -q new %s")));
+        let r = run(&write_file(
+            path,
+            b"new\n",
+            &attrs,
+            Some("grep -q new %s"),
+            &w,
+        ));
         assert_eq!(r.rc, 0, "{}", r.stderr);
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "new\n");
         use std::os::unix::fs::PermissionsExt;
@@ -506,6 +630,7 @@ mod tests {
             size: Some(1),
             sha256: None,
             content: None,
+            chain: None,
         };
         let want = Attrs {
             mode: Some(0o600),
@@ -529,6 +654,7 @@ mod tests {
             size: Some(2),
             sha256: None,
             content: Some(vec![0, 1]),
+            chain: None,
         };
         let d = content_diff("/x", &st, b"text\n");
         assert!(d.before.unwrap().starts_with("<binary"));

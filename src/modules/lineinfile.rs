@@ -16,6 +16,7 @@
 //! link's target.
 
 use super::fileops::{self, attr_changes, Attrs, Kind, PathState};
+use super::writer::Writer;
 use super::{
     de_mode, parse_args, ArgError, Change, Diff, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -35,13 +36,17 @@ pub enum State {
     Absent,
 }
 
-/// What apply does (shared by both modules).
+/// What apply does (shared by both modules), and who does it (see [`Writer`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     /// Replace the file with `content`, provided it still is as probed.
-    Write { content: Vec<u8>, expect: Expect },
+    Write {
+        content: Vec<u8>,
+        expect: Expect,
+        writer: Writer,
+    },
     /// Contents are right; only mode/owner/group differ.
-    Attrs,
+    Attrs { writer: Writer },
 }
 
 /// What the file must still look like when apply runs.
@@ -129,7 +134,7 @@ fn plan_edit(
     old: Option<&str>,
     edit: Edit,
     attrs: &Attrs,
-) -> Plan<Action> {
+) -> Result<Plan<Action>, ModuleError> {
     let attr_lines = if st.kind == Kind::Absent {
         Vec::new()
     } else {
@@ -158,26 +163,39 @@ fn plan_edit(
                 before: old.map(shown),
                 after: Some(shown(&new)),
             };
+            let writer = st.writer(path)?;
             let mut details = edit.details;
             details.extend(attr_lines);
-            Plan::Change(
+            details.extend(writer.note());
+            Ok(Plan::Change(
                 Change::new(
                     edit.what,
                     Action::Write {
                         content: new.into_bytes(),
                         expect,
+                        writer,
                     },
                 )
                 .with_details(details)
                 .with_diff(diff),
-            )
+            ))
         }
-        _ if !attr_lines.is_empty() => Plan::Change(
-            Change::new(format!("set attributes of {path}"), Action::Attrs)
-                .with_details(attr_lines),
-        ),
-        Some(_) => Plan::unchanged(format!("{path} already has the declared contents")),
-        None => Plan::unchanged(edit.what),
+        _ if !attr_lines.is_empty() => {
+            let writer = st.writer(path)?;
+            let mut details = attr_lines;
+            details.extend(writer.note());
+            Ok(Plan::Change(
+                Change::new(
+                    format!("set attributes of {path}"),
+                    Action::Attrs { writer },
+                )
+                .with_details(details),
+            ))
+        }
+        Some(_) => Ok(Plan::unchanged(format!(
+            "{path} already has the declared contents"
+        ))),
+        None => Ok(Plan::unchanged(edit.what)),
     }
 }
 
@@ -185,8 +203,16 @@ fn plan_edit(
 fn apply_edit(path: &str, action: &Action, attrs: &Attrs, validate: Option<&str>) -> String {
     let p = quote(path);
     match action {
-        Action::Attrs => fileops::apply_attrs(&p, attrs),
-        Action::Write { content, expect } => {
+        Action::Attrs { writer } => format!(
+            "{}{}",
+            writer.prelude(path),
+            fileops::apply_attrs(&p, attrs, writer)
+        ),
+        Action::Write {
+            content,
+            expect,
+            writer,
+        } => {
             let guard = match expect {
                 Expect::Absent => format!(
                     "if [ -e {p} ] || [ -L {p} ]; then echo {} >&2; exit 1; fi\n",
@@ -200,7 +226,7 @@ fn apply_edit(path: &str, action: &Action, attrs: &Attrs, validate: Option<&str>
             };
             format!(
                 "{guard}{}",
-                fileops::write_file(path, content, attrs, validate)
+                fileops::write_file(path, content, attrs, validate, writer)
             )
         }
     }
@@ -508,13 +534,7 @@ impl Module for LineInFile {
     fn plan(&self, observed: &Observed) -> Result<Plan<Action>, ModuleError> {
         let (st, text) = read_text(&self.path, observed)?;
         let edit = self.edit(text.as_deref())?;
-        Ok(plan_edit(
-            &self.path,
-            &st,
-            text.as_deref(),
-            edit,
-            &self.attrs,
-        ))
+        plan_edit(&self.path, &st, text.as_deref(), edit, &self.attrs)
     }
 
     fn apply(&self, action: &Action) -> String {
@@ -813,13 +833,7 @@ impl Module for Ini {
     fn plan(&self, observed: &Observed) -> Result<Plan<Action>, ModuleError> {
         let (st, text) = read_text(&self.path, observed)?;
         let edit = self.edit(text.as_deref())?;
-        Ok(plan_edit(
-            &self.path,
-            &st,
-            text.as_deref(),
-            edit,
-            &self.attrs,
-        ))
+        plan_edit(&self.path, &st, text.as_deref(), edit, &self.attrs)
     }
 
     fn apply(&self, action: &Action) -> String {
@@ -976,7 +990,8 @@ mod tests {
                     c.action,
                     Action::Write {
                         content: b"a\n".to_vec(),
-                        expect: Expect::Absent
+                        expect: Expect::Absent,
+                        writer: Writer::root_for("/etc/x"),
                     }
                 );
                 let s = m.apply(&c.action);
@@ -984,7 +999,7 @@ mod tests {
                     s.starts_with("if [ -e /etc/x ] || [ -L /etc/x ]; then"),
                     "{s}"
                 );
-                assert!(s.contains("chmod 0600 \"$t\""), "{s}");
+                assert!(s.contains("chmod 0600 -- \"$t\""), "{s}");
             }
             p => panic!("{p:?}"),
         }
@@ -1008,7 +1023,8 @@ mod tests {
                     c.action,
                     Action::Write {
                         content: b"a=2\n".to_vec(),
-                        expect: Expect::Sha256(sha.clone())
+                        expect: Expect::Sha256(sha.clone()),
+                        writer: Writer::root_for("/etc/x"),
                     }
                 );
                 assert!(m.apply(&c.action).contains(&format!("!= {sha}")));
@@ -1052,10 +1068,9 @@ mod tests {
             Plan::Change(c) => {
                 assert_eq!(c.summary, "set attributes of /etc/x");
                 assert_eq!(c.details, vec!["mode 0644 → 0600"]);
-                assert_eq!(
-                    m.apply(&c.action),
-                    "chown -h root /etc/x\nchmod 0600 /etc/x\n"
-                );
+                assert!(m.apply(&c.action).ends_with(
+                    "fi\n__chown -- root /etc/x || exit 1\n__as chmod 0600 -- /etc/x || exit 1\n"
+                ));
             }
             p => panic!("{p:?}"),
         }

@@ -26,6 +26,7 @@ pub mod template;
 pub mod upload;
 pub mod user;
 pub mod wait_for;
+pub mod writer;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;

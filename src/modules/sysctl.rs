@@ -19,6 +19,7 @@
 
 use super::copy::{as_step, embed_probe, embedded, probe_failed};
 use super::fileops::{self, Attrs, Kind};
+use super::writer::Writer;
 use super::{parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use crate::shell::quote;
 use serde::Deserialize;
@@ -66,6 +67,8 @@ pub struct Action {
     pub live: bool,
     /// New contents of the persisted file.
     pub write: Option<Vec<u8>>,
+    /// Who writes it (see [`Writer`]); decided only when there is something to write.
+    pub writer: Option<Writer>,
 }
 
 impl Sysctl {
@@ -320,11 +323,17 @@ impl Module for Sysctl {
             (true, false) => format!("set {k} = {want} (live)"),
             (false, true) => format!("persist {k} = {want} in {f}"),
         };
+        let writer = match &new_contents {
+            Some(_) => Some(st.writer(f)?),
+            None => None,
+        };
+        details.extend(writer.as_ref().and_then(Writer::note));
         let mut c = Change::new(
             summary,
             Action {
                 live: live_change,
                 write: new_contents.as_ref().map(|s| s.as_bytes().to_vec()),
+                writer,
             },
         )
         .with_details(details);
@@ -350,7 +359,11 @@ impl Module for Sysctl {
             ));
         }
         if let Some(data) = &action.write {
-            let write = fileops::write_file(&self.file, data, &Attrs::default(), None);
+            let writer = action
+                .writer
+                .clone()
+                .unwrap_or_else(|| Writer::root_for(&self.file));
+            let write = fileops::write_file(&self.file, data, &Attrs::default(), None, &writer);
             s.push_str(&as_step(&write));
         }
         s
@@ -481,7 +494,8 @@ mod tests {
             c.action,
             Action {
                 live: true,
-                write: None
+                write: None,
+                writer: None,
             }
         );
         // Without reload, the live value is not our business.
@@ -599,7 +613,8 @@ mod tests {
                 c.action,
                 Action {
                     live: true,
-                    write: None
+                    write: None,
+                    writer: None,
                 }
             ),
             Plan::Unchanged { .. } => panic!("live value is not 7"),
@@ -634,6 +649,7 @@ mod tests {
         let action = Action {
             live: true,
             write: Some(b"net.ipv4.tcp_rmem = 4096 87380\n".to_vec()),
+            writer: None,
         };
         let r = run(&format!("{path}{}", ok.apply(&action)));
         assert_eq!(r.rc, 0, "{}", r.stderr);

@@ -235,7 +235,7 @@ impl Module for Systemd {
                 Plan::Change(c) => {
                     summary.push(match c.action {
                         copy::Action::Write { .. } => format!("write unit {}", f.dest()),
-                        copy::Action::Attrs => c.summary,
+                        copy::Action::Attrs { .. } => c.summary,
                     });
                     details.extend(c.details);
                     diff = c.diff;

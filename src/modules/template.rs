@@ -89,7 +89,7 @@ mod tests {
             Plan::Change(c) => {
                 assert_eq!(c.summary, "create /etc/app.conf");
                 assert_eq!(c.diff.unwrap().after.as_deref(), Some("port = 8080\n"));
-                assert!(m.apply(&c.action).contains("chmod 0640 \"$t\""));
+                assert!(m.apply(&c.action).contains("chmod 0640 -- \"$t\""));
             }
             p => panic!("{p:?}"),
         }

@@ -7,6 +7,8 @@
 //! converge moves 64 bytes, not the tree. A changed tree is unpacked next to the old one
 //! and swapped in by rename, so the directory is never half old, half new.
 
+use super::fileops::{self, Attrs};
+use super::writer::{self, Chain, Writer};
 use super::{
     parse_args, ArgError, Change, Controller, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -62,9 +64,11 @@ pub struct Upload {
     packed: Arc<Packed>,
 }
 
-/// The only action: replace the directory with the packed tree.
+/// The only action: replace the directory with the packed tree, as `writer`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Deploy;
+pub struct Deploy {
+    pub writer: Writer,
+}
 
 /// Packs are cached per controller path for the whole run: every host (and the preflight)
 /// uploads the same bytes, packed once.
@@ -177,7 +181,12 @@ impl Module for Upload {
 
     fn probe(&self) -> Option<String> {
         let stamp = quote(&format!("{}/{STAMP}", self.dest));
-        Some(format!("if [ -f {stamp} ]; then printf 'sha256='; cat {stamp}; echo; else echo sha256=none; fi\n"))
+        Some(format!(
+            "p={}\n{}\
+             if [ -f {stamp} ] && [ ! -L {stamp} ]; then __s=; IFS= read -r __s < {stamp}; echo \"sha256=$__s\"; else echo sha256=none; fi\n",
+            quote(&self.dest),
+            writer::chain_probe(&self.dest, false)
+        ))
     }
 
     fn plan(&self, obs: &Observed) -> Result<Plan<Deploy>, ModuleError> {
@@ -210,42 +219,63 @@ impl Module for Upload {
         details.push(if have == "none" {
             format!("source → {}", &want[..12])
         } else {
-            format!("source {} → {}", &have[..have.len().min(12)], &want[..12])
+            let shown: String = have
+                .chars()
+                .take(12)
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '?' })
+                .collect();
+            format!("source {shown} → {}", &want[..12])
         });
+        let chain = Chain::from_kv(&kv)?;
+        let exists = chain
+            .as_ref()
+            .is_some_and(|c| c.entries.len() == writer::ancestors(&self.dest).len() + 1);
+        let writer = writer::decide(&self.dest, exists, chain.as_ref())?;
+        details.extend(writer.note());
         Ok(Plan::Change(
-            Change::new(format!("deploy source to {}", self.dest), Deploy).with_details(details),
+            Change::new(format!("deploy source to {}", self.dest), Deploy { writer })
+                .with_details(details),
         ))
     }
 
-    fn apply(&self, _: &Deploy) -> String {
+    fn apply(&self, deploy: &Deploy) -> String {
+        let w = &deploy.writer;
         let d = quote(&self.dest);
-        let mut s = format!(
-            "d={d}\nparent=$(dirname \"$d\")\nmkdir -p \"$parent\" || exit 1\n\
-             new=$(mktemp -d \"$d.new.XXXXXX\") || exit 1\n\
-             {}trap 'rm -rf \"$new\"' EXIT\n\
-             {{\n{}}} | tar -xzf - -C \"$new\" --no-same-owner || {{ echo \"cannot unpack the source into $new\" >&2; exit 1; }}\n\
-             printf '%s\\n' {} > \"$new/{STAMP}\"\n",
+        let parent = match self.dest.rsplit_once('/') {
+            Some(("", _)) | None => "/".to_string(),
+            Some((p, _)) => p.to_string(),
+        };
+        // As another user, tar keeps the recorded modes as it does for root.
+        let keep_modes = match w {
+            Writer::Root { .. } => "",
+            Writer::Owner { .. } => " --same-permissions",
+        };
+        let mut s = w.prelude(&self.dest);
+        s.push_str(&w.mkdirs(&parent));
+        s.push_str(&format!(
+            "d={d}\n\
+             new=$(__as mktemp -d \"$d.new.XXXXXX\") || exit 1\n\
+             {}trap '__as rm -rf -- \"$new\"' EXIT\n\
+             {{\n{}}} | __as tar -xzf - -C \"$new\" --no-same-owner{keep_modes} || {{ echo \"cannot unpack the source into $new\" >&2; exit 1; }}\n\
+             printf '%s\\n' {} | __as sh -c 'cat > \"$1\"' sh \"$new/{STAMP}\" || exit 1\n",
             crate::shell::track_temp("\"$new\""),
             emit_bytes(&self.packed.bytes),
             quote(&self.packed.sha256)
-        );
-        match (&self.owner, &self.group) {
-            (Some(o), Some(g)) => s.push_str(&format!(
-                "chown -R {}:{} \"$new\" || exit 1\n",
-                quote(o),
-                quote(g)
-            )),
-            (Some(o), None) => s.push_str(&format!("chown -R {} \"$new\" || exit 1\n", quote(o))),
-            (None, Some(g)) => s.push_str(&format!("chgrp -R {} \"$new\" || exit 1\n", quote(g))),
-            (None, None) => {}
+        ));
+        if let Some(spec) = fileops::owner_spec(&Attrs {
+            mode: None,
+            owner: self.owner.clone(),
+            group: self.group.clone(),
+        }) {
+            s.push_str(&format!("__chown -R -- {spec} \"$new\" || exit 1\n"));
         }
         s.push_str(
-            "chmod 755 \"$new\"\n\
-             rm -rf \"$d.old\"\n\
-             if [ -e \"$d\" ]; then mv \"$d\" \"$d.old\" || exit 1; fi\n\
-             mv \"$new\" \"$d\" || { [ -e \"$d.old\" ] && mv \"$d.old\" \"$d\"; exit 1; }\n\
+            "__as chmod 755 \"$new\" || exit 1\n\
+             __as rm -rf -- \"$d.old\" || exit 1\n\
+             if [ -e \"$d\" ] || [ -L \"$d\" ]; then __as mv -T -- \"$d\" \"$d.old\" || exit 1; fi\n\
+             __as mv -T -- \"$new\" \"$d\" || { [ -e \"$d.old\" ] && __as mv -T -- \"$d.old\" \"$d\"; exit 1; }\n\
              trap - EXIT\n\
-             rm -rf \"$d.old\"\n",
+             __as rm -rf -- \"$d.old\"\n",
         );
         s
     }
@@ -310,7 +340,9 @@ mod tests {
         };
         let p = m.plan(&run(&m.probe().unwrap())).unwrap();
         assert!(matches!(p, Plan::Change(_)));
-        let r = run(&m.apply(&Deploy));
+        let r = run(&m.apply(&Deploy {
+            writer: Writer::root_for(&m.dest),
+        }));
         assert_eq!(r.rc, 0, "{}", r.stderr);
         assert_eq!(
             std::fs::read_to_string(dest.join("pkg/sub/b.txt")).unwrap(),
