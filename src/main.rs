@@ -305,7 +305,7 @@ fn parse_extra_vars(
                 .map_err(|e| e.at(bosun::diag::Place::file(Path::new("-e"))).render())?;
             if bosun::secrets::is_encrypted_file(file) {
                 if let Value::Object(m) = &v {
-                    bosun::inventory::collect_secrets(file, m, secrets).map_err(|e| e.render())?;
+                    bosun::inventory::collect_secrets(m, secrets);
                 }
             }
             v
@@ -426,6 +426,8 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
         Err(e) => return load_errors(&e.into()),
     };
     let redactor = Redactor::new(&inv.secret_values);
+    // Values are redacted before they are serialized: in JSON text a `"` or `\` of a
+    // secret is escaped, and the escaped form no longer matches the secret.
     let hosts: Vec<Value> = inv
         .hosts
         .values()
@@ -449,9 +451,10 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
                     )
                 })
                 .collect();
-            let v =
+            let mut v =
                 serde_json::json!({ "hosts": hosts, "groups": groups, "warnings": inv.warnings });
-            println!("{}", redactor.redact(&v.to_string()));
+            redactor.json(&mut v);
+            println!("{v}");
         }
         OutputFormat::Text => {
             let w = inv.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
@@ -465,7 +468,9 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
                 );
                 if verbose > 0 {
                     for (k, v) in &h.vars {
-                        println!("{:<w$}    {k} = {}", "", redactor.redact(&v.to_string()));
+                        let mut v = v.clone();
+                        redactor.json(&mut v);
+                        println!("{:<w$}    {k} = {v}", "");
                     }
                 }
             }
