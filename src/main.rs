@@ -11,6 +11,7 @@ use bosun::render::{OutputFormat, Renderer};
 use bosun::site::Site;
 use bosun::ssh::{ConnectOptions, Connection};
 use bosun::template::Templates;
+use bosun::text::strip_escapes;
 use clap::{Args, Parser, Subcommand};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
@@ -548,8 +549,8 @@ async fn exec(
     while let Some((host, r)) = futs.next().await {
         match r {
             Ok(o) => {
-                let stdout = redactor.redact(&String::from_utf8_lossy(&o.stdout));
-                let stderr = redactor.redact(&String::from_utf8_lossy(&o.stderr));
+                let stdout = redactor.redact(&strip_escapes(&String::from_utf8_lossy(&o.stdout)));
+                let stderr = redactor.redact(&strip_escapes(&String::from_utf8_lossy(&o.stderr)));
                 if o.rc != 0 {
                     code = 1;
                 }
