@@ -6,7 +6,7 @@ mod secretcmd;
 use bosun::diag::LoadErrors;
 use bosun::engine::{self, Emitter, RunOptions};
 use bosun::inventory::{GraphFormat, Inventory};
-use bosun::redact::Redactor;
+use bosun::redact::{Redactor, SecretSet};
 use bosun::render::{OutputFormat, Renderer};
 use bosun::site::Site;
 use bosun::ssh::{ConnectOptions, Connection};
@@ -265,6 +265,15 @@ fn fail(msg: impl std::fmt::Display) -> u8 {
     1
 }
 
+/// Preflight errors can quote a rendered value: they are redacted like events.
+fn redact_errors(mut e: LoadErrors, redactor: &Redactor) -> LoadErrors {
+    for err in &mut e.0 {
+        err.message = redactor.redact(&err.message);
+        err.hint = err.hint.as_deref().map(|h| redactor.redact(h));
+    }
+    e
+}
+
 fn load_errors(e: &LoadErrors) -> u8 {
     for err in &e.0 {
         eprintln!("{} {}", console::style("error:").red().bold(), err.render());
@@ -380,9 +389,13 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
         force_handlers: a.force_handlers,
         accept_new_host_keys: a.accept_new_host_keys,
     };
-    let templates = Templates::new();
+    // One set of secrets for the whole run: templates add what they derive from a secret
+    // (in preflight and in the run), and the redactor of every event sees it.
+    let secrets = SecretSet::new(&inv.secret_values);
+    let templates = Templates::with_secrets(secrets.clone());
+    let redactor = Redactor::shared(secrets);
     if let Err(e) = engine::preflight(&inv, &site, &opts, &templates) {
-        return load_errors(&e);
+        return load_errors(&redact_errors(e, &redactor));
     }
     // The lab inventory boots its hosts first, once the input is known to be good.
     if inv.lab {
@@ -394,7 +407,6 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
             return fail(format!("cannot bring the lab up: {e}"));
         }
     }
-    let redactor = Redactor::new(&inv.secret_values);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let emitter = Arc::new(Emitter::new(tx, redactor));
     let run = tokio::spawn(engine::run(
