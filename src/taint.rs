@@ -37,7 +37,7 @@ const GAP: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mapping {
     /// Every character changes: letters shift by one, digits `d → d % 9 + 1`, anything
-    /// else (punctuation, spaces, non-ASCII) becomes `x`.
+    /// else (punctuation, spaces, non-ASCII) becomes `x`; only line ends stay.
     All,
     /// Letters rotate by 13, digits `d → (d + 1) % 9 + 1`, non-ASCII letters become `y`;
     /// ASCII punctuation and spaces stay, so a template that splits a secret on `@` or
@@ -68,6 +68,9 @@ impl Mapping {
             'a'..='z' => Self::shift(c, b'a', n),
             'A'..='Z' => Self::shift(c, b'A', n),
             '0'..='9' => self.digit(c),
+            // Line ends stay, so that a multi-line secret keeps its lines and the
+            // outputs can be compared line by line.
+            '\n' | '\r' => c,
             _ => match self {
                 Mapping::All => 'x',
                 Mapping::Alnum if c.is_alphanumeric() => 'y',
@@ -271,26 +274,106 @@ pub fn derived(real: &str, stand_ins: &[&str]) -> Vec<String> {
     let n = rc.len();
     let mut mark = vec![false; n];
     let deadline = Instant::now() + Duration::from_secs(2);
+    // Lines first, then characters within the lines that differ: a character diff costs
+    // with the number of differences, and a stood-in private key differs everywhere.
+    let real_lines: Vec<&str> = real.split_inclusive('\n').collect();
+    let mut line_start = Vec::with_capacity(real_lines.len() + 1);
+    let mut at = 0;
+    for l in &real_lines {
+        line_start.push(at);
+        at += l.chars().count();
+    }
+    line_start.push(at);
     for st in stand_ins {
         if *st == real {
             continue;
         }
-        let sc: Vec<char> = st.chars().collect();
-        // Past the deadline similar returns a coarser diff: more is marked, never less.
-        for op in similar::capture_diff_slices_deadline(Algorithm::Myers, &rc, &sc, Some(deadline))
-        {
-            let (tag, old, _) = op.as_tag_tuple();
-            // Only the real output is printed: what the stand-in has in excess (Insert)
-            // shows nothing of the secret where the real one has nothing.
-            if matches!(tag, DiffTag::Delete | DiffTag::Replace) {
-                old.for_each(|i| mark[i] = true);
+        let st_lines: Vec<&str> = st.split_inclusive('\n').collect();
+        let ops = similar::capture_diff_slices_deadline(
+            Algorithm::Myers,
+            &real_lines,
+            &st_lines,
+            (real_lines.len() + st_lines.len() > 1024).then_some(deadline),
+        );
+        for op in ops {
+            let (tag, old, new) = op.as_tag_tuple();
+            match tag {
+                DiffTag::Equal | DiffTag::Insert => {}
+                DiffTag::Delete => {
+                    (line_start[old.start]..line_start[old.end]).for_each(|i| mark[i] = true)
+                }
+                DiffTag::Replace if old.len() == new.len() => {
+                    for (o, n) in old.zip(new) {
+                        mark_chars(
+                            &rc[line_start[o]..line_start[o + 1]],
+                            st_lines[n],
+                            &mut mark[line_start[o]..line_start[o + 1]],
+                            deadline,
+                        );
+                    }
+                }
+                DiffTag::Replace => {
+                    let block: String = st_lines[new].concat();
+                    let span = line_start[old.start]..line_start[old.end];
+                    mark_chars(&rc[span.clone()], &block, &mut mark[span], deadline);
+                }
             }
         }
     }
+    // The regions as the diff found them (grown to whole words), and the same with the
+    // small equal runs between them taken in. Both are registered: a host may print one
+    // part alone (the first) or the parts together with what separates them (the second).
+    let mut exact = mark.clone();
+    grow_to_words(&rc, &mut exact);
     widen(&rc, &mut mark);
+    let mut out = pieces(&rc, &mark);
+    for p in pieces(&rc, &exact) {
+        if p.chars().count() >= crate::inventory::MIN_SECRET_LEN && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    // A lone punctuation character (`{{ pw[4] }}` is `+`) cannot be masked without
+    // masking every `+` of the output, diff markers included: it is left out.
+    out.retain(|p| {
+        p.chars().any(char::is_alphanumeric)
+            || p.chars().count() >= crate::inventory::MIN_SECRET_LEN
+    });
+    out
+}
+
+/// Marks the characters of `real` that differ from `stand_in`. Only the real output is
+/// printed: what the stand-in has in excess (an insertion) shows nothing of the secret
+/// where the real one has nothing. Past the deadline the diff is coarser: more is marked,
+/// never less.
+fn mark_chars(real: &[char], stand_in: &str, mark: &mut [bool], deadline: Instant) {
+    let sc: Vec<char> = stand_in.chars().collect();
+    if sc.len() == real.len() {
+        // Stand-ins have the secrets' lengths, so most changed lines keep theirs: compared
+        // position by position, which is exact when nothing shifted (and marks more, never
+        // less, when something did), and costs nothing next to a diff of a line that
+        // differs everywhere (a line of a private key).
+        for (i, (a, b)) in real.iter().zip(&sc).enumerate() {
+            if a != b {
+                mark[i] = true;
+            }
+        }
+        return;
+    }
+    // Small inputs never come near the deadline; checking the clock is what costs then.
+    let deadline = (real.len() + sc.len() > 4096).then_some(deadline);
+    for op in similar::capture_diff_slices_deadline(Algorithm::Myers, real, &sc, deadline) {
+        let (tag, old, _) = op.as_tag_tuple();
+        if matches!(tag, DiffTag::Delete | DiffTag::Replace) {
+            old.for_each(|i| mark[i] = true);
+        }
+    }
+}
+
+/// The marked runs of `rc`, cut at line ends and trimmed.
+fn pieces(rc: &[char], mark: &[bool]) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
-    for (c, m) in rc.iter().zip(&mark) {
+    for (c, m) in rc.iter().zip(mark) {
         if *m && *c != '\n' {
             cur.push(*c);
         } else if !cur.is_empty() {
@@ -325,6 +408,12 @@ pub fn widen(rc: &[char], mark: &mut [bool]) {
             mark[start..i].iter_mut().for_each(|m| *m = true);
         }
     }
+    grow_to_words(rc, mark);
+}
+
+/// A marked region that starts or ends inside an alphanumeric word takes the whole word.
+fn grow_to_words(rc: &[char], mark: &mut [bool]) {
+    let n = rc.len().min(mark.len());
     let marked: Vec<usize> = (0..n).filter(|&i| mark[i]).collect();
     for i in marked {
         let mut j = i;
@@ -424,7 +513,7 @@ mod tests {
 
     #[test]
     fn stand_ins_change_every_character_and_keep_lengths() {
-        let s = "p@ss+w/rd=Zq9 0189 äz";
+        let s = "p@ss+w/rd=Zq9 0189 äz\tq";
         for m in [Mapping::All, Mapping::Alnum] {
             let t: String = s.chars().map(|c| m.char(c)).collect();
             assert_eq!(t.chars().count(), s.chars().count());
@@ -454,6 +543,13 @@ mod tests {
         // "ab" equal by chance between two differing parts; a word is taken whole.
         assert_eq!(derived("k=QabQ;", &["k=ZabZ;"]), vec!["QabQ".to_string()]);
         assert_eq!(derived("a\nSECRET\nb", &["a\nTFDSFU\nb"]), vec!["SECRET"]);
+        // Parts printed together are registered together and one by one.
+        assert_eq!(
+            derived("echo AAAA+ BBBB + end", &["echo zzzzx yyyy x end"]),
+            vec!["AAAA+ BBBB +", "AAAA+", "BBBB"]
+        );
+        // A lone punctuation character is not registered (it would mask every `+`).
+        assert!(derived("x + y", &["x a y"]).is_empty());
         assert!(derived("same", &["same"]).is_empty());
     }
 }

@@ -163,19 +163,35 @@ impl Templates {
         derive: impl Fn(&T, &[T]) -> Vec<String>,
         whole: impl Fn(&T) -> Vec<String>,
     ) -> Result<T, Error> {
-        let real = render(ctx)?;
+        let real = render(ctx);
         let matcher = self.secrets.snapshot();
         if matcher.is_empty() {
-            return Ok(real);
+            return real;
         }
         let first = Taint::new(matcher.clone(), Mapping::All);
         let r1 = render(&first.context(ctx));
         if !first.touched() {
             // No secret was read: the output cannot hold one.
-            return Ok(real);
+            return real;
         }
         let second = Taint::new(matcher, Mapping::Alnum);
         let r2 = render(&second.context(ctx));
+        let real = match real {
+            Ok(v) => v,
+            Err(e) => {
+                // An error message can quote what the template made of a secret: where
+                // the stand-in renders fail too, what differs in their messages is secret.
+                let msgs: Vec<String> = [&r1, &r2]
+                    .into_iter()
+                    .filter_map(|r| r.as_ref().err().map(describe))
+                    .collect();
+                let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+                if !msgs.is_empty() {
+                    self.secrets.add(taint::derived(&describe(&e), &msgs));
+                }
+                return Err(e);
+            }
+        };
         let outs: Vec<T> = [r1, r2].into_iter().filter_map(Result::ok).collect();
         // No stand-in render worked (the template depends on the secret's exact shape):
         // nothing says which part came from the secret, so all of it is secret.
@@ -612,6 +628,18 @@ mod tests {
     }
 
     #[test]
+    fn forms_printed_together_are_redacted_alone_too() {
+        let (t, r, c) = tracking();
+        let out = t
+            .render_str("echo {{ pw | urlencode }} {{ pw | upper }}", &c)
+            .unwrap();
+        assert_eq!(r.redact(&out), "echo <redacted>");
+        // A host that prints one of them alone.
+        assert_eq!(r.redact("got P@SS+W/RD=ZQ9"), "got <redacted>");
+        assert_eq!(r.redact("p%40ss%2Bw/rd%3DZq9\n"), "<redacted>\n");
+    }
+
+    #[test]
     fn numeric_secrets_and_what_comes_of_them() {
         let (t, r, c) = tracking();
         let out = t
@@ -692,6 +720,24 @@ mod tests {
             .unwrap();
         assert_eq!(out, "long 2");
         assert_eq!(t.secrets().snapshot().len(), before);
+    }
+
+    #[test]
+    fn errors_that_quote_a_derived_value_are_tracked_too() {
+        let (t, r, c) = tracking();
+        // The regex crate quotes the bad pattern in its error.
+        let e = t
+            .render_str("{{ 'x' | regex_replace('(' ~ (pw | upper), 'y') }}", &c)
+            .unwrap_err();
+        let msg = describe(&e);
+        assert!(msg.contains("P@SS+W/RD=ZQ9"), "{msg}");
+        // Whatever the message says of the value is registered; the rest stays readable.
+        let red = r.redact(&msg);
+        assert!(
+            red.contains("regex_replace") && red.contains("unclosed"),
+            "{red}"
+        );
+        assert!(!red.contains("P@SS"), "{red}");
     }
 
     #[test]
