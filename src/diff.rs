@@ -30,47 +30,145 @@ pub fn render(d: &Diff) -> FileDiff {
     }
 }
 
-/// Masks removed lines that held an old value of a secret.
+/// Masks what removed lines held of a secret's old value.
 ///
 /// Value-based redaction cannot know a secret's *previous* value: when a password is
-/// rotated, the diff's `-password = old` line would show it. A removed line whose key
-/// (text before the first `=` or `:`) matches an added line that carries a secret is
-/// masked as a whole.
+/// rotated, the `-` line of the diff would show it, whatever the line looks like
+/// (`requirepass OLD`, `"password": "OLD"`, `redis://:OLD@host`). So in every change
+/// block (removed lines followed by added lines) where an added line carries a secret
+/// (or a value derived from one), each removed line is paired with an added line: the
+/// one at the same place when the block removes as many lines as it adds. Within a pair
+/// whose added line has a secret, the removed line's characters that correspond to the
+/// secret (diffed character by character) are masked, grown to whole words. A removed
+/// line without a clear partner is masked whole, unless it clearly is an ordinary edit of
+/// a line without a secret.
 pub fn mask_rotated_secrets(d: &mut FileDiff, redactor: &Redactor) {
-    if redactor.is_empty() {
+    let m = redactor.secrets().snapshot();
+    if m.is_empty() {
         return;
     }
-    fn key(l: &str) -> Option<&str> {
-        let i = l.find(['=', ':'])?;
-        Some(l[..i].trim())
-    }
-    let secret_keys: Vec<&str> = d
+    let mut lines: Vec<String> = d
         .unified
-        .lines()
-        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
-        .filter(|l| redactor.redact(l) != *l)
-        .filter_map(|l| key(&l[1..]))
-        .filter(|k| !k.is_empty())
+        .split_inclusive('\n')
+        .map(str::to_string)
         .collect();
-    if secret_keys.is_empty() {
+    let Some(first_hunk) = lines.iter().position(|l| l.starts_with("@@")) else {
         return;
-    }
-    let masked: Vec<String> = d
-        .unified
-        .lines()
-        .map(|l| {
-            match (
-                l.starts_with('-') && !l.starts_with("---"),
-                key(l.get(1..).unwrap_or("")),
-            ) {
-                (true, Some(k)) if secret_keys.contains(&k) => {
-                    format!("-{k} {}", crate::redact::MASK)
-                }
-                _ => l.to_string(),
+    };
+    let mut changed = false;
+    let mut i = first_hunk;
+    while i < lines.len() {
+        // A change block: `-` lines, then `+` lines (`\ No newline` markers in between).
+        let mut removed = Vec::new();
+        let mut added = Vec::new();
+        let mut j = i;
+        while j < lines.len() && (lines[j].starts_with('-') || lines[j].starts_with('\\')) {
+            if lines[j].starts_with('-') {
+                removed.push(j);
             }
-        })
-        .collect();
-    d.unified = masked.join("\n") + "\n";
+            j += 1;
+        }
+        while j < lines.len() && (lines[j].starts_with('+') || lines[j].starts_with('\\')) {
+            if lines[j].starts_with('+') {
+                added.push(j);
+            }
+            j += 1;
+        }
+        if j == i {
+            i += 1;
+            continue;
+        }
+        i = j;
+        let content = |l: &String| l[1..].trim_end_matches(['\n', '\r']).to_string();
+        let adds: Vec<String> = added.iter().map(|&k| content(&lines[k])).collect();
+        let secret: Vec<bool> = adds.iter().map(|a| !m.find(a).is_empty()).collect();
+        if removed.is_empty() || !secret.contains(&true) {
+            continue;
+        }
+        let paired = removed.len() == added.len();
+        // Comparing every removed line with every added one is for small blocks only.
+        let small = removed.len() * added.len() <= 400;
+        for (n, &k) in removed.iter().enumerate() {
+            let old = content(&lines[k]);
+            let masked = match paired.then_some(n) {
+                Some(p) if secret[p] => mask_against(&old, &adds[p], &m),
+                Some(p) if ratio(&old, &adds[p]) >= 0.5 => continue,
+                _ => {
+                    let ordinary = small
+                        && adds
+                            .iter()
+                            .zip(&secret)
+                            .any(|(a, s)| !s && ratio(&old, a) >= 0.8);
+                    if ordinary {
+                        continue;
+                    }
+                    crate::redact::MASK.to_string()
+                }
+            };
+            if masked != old {
+                let end = &lines[k][1 + old.len()..];
+                lines[k] = format!("-{masked}{end}");
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        d.unified = lines.concat();
+    }
+}
+
+fn ratio(a: &str, b: &str) -> f32 {
+    TextDiff::from_chars(a, b).ratio()
+}
+
+/// `old` with what corresponds to a secret of `new` masked.
+fn mask_against(old: &str, new: &str, m: &crate::redact::Matcher) -> String {
+    let oc: Vec<char> = old.chars().collect();
+    let nc: Vec<char> = new.chars().collect();
+    // The secret's characters in `new` (byte ranges to char positions).
+    let mut secret = vec![false; nc.len()];
+    let starts: Vec<usize> = new.char_indices().map(|(b, _)| b).collect();
+    for r in m.find(new) {
+        for (ci, b) in starts.iter().enumerate() {
+            if r.contains(b) {
+                secret[ci] = true;
+            }
+        }
+    }
+    let near = |p: usize| (p > 0 && secret[p - 1]) || secret.get(p).copied().unwrap_or(false);
+    let mut mark = vec![false; oc.len()];
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, &oc, &nc) {
+        let (tag, o, n) = op.as_tag_tuple();
+        match tag {
+            similar::DiffTag::Equal => {
+                for (a, b) in o.zip(n) {
+                    mark[a] = secret[b];
+                }
+            }
+            similar::DiffTag::Delete | similar::DiffTag::Replace => {
+                // What replaced it is (or touches) the secret: it was the old value.
+                if n.clone().any(|b| secret[b]) || near(n.start) || near(n.end) {
+                    o.for_each(|a| mark[a] = true);
+                }
+            }
+            similar::DiffTag::Insert => {}
+        }
+    }
+    crate::taint::widen(&oc, &mut mark);
+    let mut out = String::with_capacity(old.len());
+    let mut in_mask = false;
+    for (c, m) in oc.iter().zip(&mark) {
+        if *m {
+            if !in_mask {
+                out.push_str(crate::redact::MASK);
+            }
+            in_mask = true;
+        } else {
+            out.push(*c);
+            in_mask = false;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -87,8 +185,72 @@ mod tests {
         });
         mask_rotated_secrets(&mut d, &r);
         assert!(!d.unified.contains("old-secret-value"), "{}", d.unified);
-        assert!(d.unified.contains("-PASSWORD <redacted>"));
+        assert!(
+            d.unified.contains("-PASSWORD=<redacted>\n"),
+            "{}",
+            d.unified
+        );
         assert!(d.unified.contains("USER=app"));
+    }
+
+    /// The old value of `secret` in `before` → `after`, with `new` as the new secret.
+    fn rotate(before: &str, after: &str, new: &str) -> String {
+        let r = Redactor::new(&[new.to_string()].into());
+        let mut d = render(&Diff {
+            path: "/etc/x".into(),
+            before: Some(before.into()),
+            after: Some(after.into()),
+        });
+        mask_rotated_secrets(&mut d, &r);
+        d.unified
+    }
+
+    #[test]
+    fn rotated_secret_is_masked_in_any_line_shape() {
+        let u = rotate(
+            "bind 0.0.0.0\nrequirepass 0ldPass-2024\nmaxmemory 1gb\n",
+            "bind 0.0.0.0\nrequirepass N3wSecret-2025\nmaxmemory 1gb\n",
+            "N3wSecret-2025",
+        );
+        assert!(!u.contains("0ldPass"), "{u}");
+        assert!(u.contains("-requirepass <redacted>\n"), "{u}");
+        let u = rotate(
+            "{\n  \"user\": \"app\",\n  \"password\": \"hunter2-old\"\n}\n",
+            "{\n  \"user\": \"app\",\n  \"password\": \"s3cr3t-new!\"\n}\n",
+            "s3cr3t-new!",
+        );
+        assert!(!u.contains("hunter2"), "{u}");
+        assert!(u.contains("-  \"password\": \"<redacted>\"\n"), "{u}");
+        let u = rotate(
+            "REDIS_URL=redis://:oldredispw@10.0.0.5:6379/0\n",
+            "REDIS_URL=redis://:Fr3shRedisPw@10.0.0.5:6379/0\n",
+            "Fr3shRedisPw",
+        );
+        assert!(!u.contains("oldredispw"), "{u}");
+        assert!(
+            u.contains("-REDIS_URL=redis://:<redacted>@10.0.0.5:6379/0\n"),
+            "{u}"
+        );
+    }
+
+    #[test]
+    fn unclear_pairing_masks_the_whole_removed_line() {
+        // Two lines became three, one of them with the new secret.
+        let u = rotate(
+            "a\npw oldvalue99 x\nb\n",
+            "a\nnew line\npw zz-NEWSECRET-zz\nanother\nb\n",
+            "NEWSECRET",
+        );
+        assert!(!u.contains("oldvalue99"), "{u}");
+        assert!(u.contains("\n-<redacted>\n"), "{u}");
+        // A removed line that is an ordinary edit of a line without a secret stays.
+        let u = rotate(
+            "listen 8080\npass oldvalue99\n",
+            "listen 8081\npass NEWSECRET\nextra\n",
+            "NEWSECRET",
+        );
+        assert!(u.contains("-listen 8080\n"), "{u}");
+        assert!(!u.contains("oldvalue99"), "{u}");
     }
 
     #[test]

@@ -129,3 +129,123 @@ pub enum Event {
         interrupted: bool,
     },
 }
+
+impl Event {
+    /// Calls `f` on every string of the event (names, messages, diffs, labels), for the
+    /// redactor and the renderer's escape stripping. Every field is named, with no `..`:
+    /// a new string field does not compile until it is handled here.
+    pub fn for_each_string(&mut self, f: &mut dyn FnMut(&mut String)) {
+        fn all(v: &mut [String], f: &mut dyn FnMut(&mut String)) {
+            v.iter_mut().for_each(f);
+        }
+        match self {
+            Event::RunStart {
+                site,
+                inventory,
+                check: _,
+                hosts,
+                plays: _,
+            } => {
+                f(site);
+                f(inventory);
+                all(hosts, f);
+            }
+            Event::PlayStart { play, hosts } => {
+                f(play);
+                all(hosts, f);
+            }
+            Event::HostConnected { host, seconds: _ } => f(host),
+            Event::Task(r) => r.for_each_string(f),
+            Event::HandlersSkipped {
+                host,
+                play,
+                handlers,
+            } => {
+                f(host);
+                f(play);
+                all(handlers, f);
+            }
+            Event::HostUnreachable { host, message } => {
+                f(host);
+                f(message);
+            }
+            Event::HostFailed {
+                host,
+                play,
+                task,
+                message,
+            } => {
+                f(host);
+                f(play);
+                f(task);
+                f(message);
+            }
+            Event::PlayEnd {
+                play,
+                aborted: _,
+                reason,
+            } => {
+                f(play);
+                if let Some(r) = reason {
+                    f(r);
+                }
+            }
+            Event::Recap {
+                hosts,
+                changed_tasks,
+                seconds: _,
+                check: _,
+            } => {
+                for h in hosts {
+                    let HostRecap {
+                        host,
+                        ok: _,
+                        changed: _,
+                        failed: _,
+                        skipped: _,
+                        unreachable: _,
+                        seconds: _,
+                        execs: _,
+                        execs_per_play: _,
+                    } = h;
+                    f(host);
+                }
+                for (h, t) in changed_tasks {
+                    f(h);
+                    f(t);
+                }
+            }
+        }
+    }
+}
+
+impl TaskReport {
+    fn for_each_string(&mut self, f: &mut dyn FnMut(&mut String)) {
+        let TaskReport {
+            host,
+            play,
+            role,
+            task,
+            status: _,
+            item,
+            summary,
+            details,
+            diff,
+            predicted: _,
+            always: _,
+            handler: _,
+            message,
+        } = self;
+        for s in [host, play, role, task] {
+            f(s);
+        }
+        for s in [item, summary, message].into_iter().flatten() {
+            f(s);
+        }
+        details.iter_mut().for_each(&mut *f);
+        if let Some(FileDiff { path, unified }) = diff {
+            f(path);
+            f(unified);
+        }
+    }
+}

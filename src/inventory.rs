@@ -233,7 +233,8 @@ pub struct Inventory {
     pub secrets_identity: Option<PathBuf>,
 }
 
-/// Shortest secret that can be redacted by value without blanking ordinary text.
+/// Secrets shorter than this are redacted as whole words only, so that a short one does
+/// not blank ordinary text (see [`crate::redact`]).
 pub const MIN_SECRET_LEN: usize = 4;
 
 impl Inventory {
@@ -274,8 +275,6 @@ impl Inventory {
                     .map_err(|e| e.at(Place::at(path, &sf.referenced)))?;
             // File secrets are the base; inline `secrets:` of the inventory override them.
             let mut all = m.unwrap_or_default();
-            // Checked here too, so that a secret too short to redact names its own file.
-            collect_secrets(&file, &all, &mut BTreeSet::new())?;
             merge(&mut all, &raw.secrets);
             raw.secrets = all;
         }
@@ -303,7 +302,7 @@ impl Inventory {
             None => home().join(".ssh/known_hosts"),
         };
         let mut secret_values = BTreeSet::new();
-        collect_secrets(path, &raw.secrets, &mut secret_values)?;
+        collect_secrets(&raw.secrets, &mut secret_values);
         let default_jump = jump_setting(path, &ssh.jump)?;
         let mut group_jump = BTreeMap::new();
         for (gname, g) in &raw.groups {
@@ -350,7 +349,7 @@ impl Inventory {
                     return Err(e);
                 }
             }
-            collect_secrets(path, &g.value.secrets, &mut secret_values)?;
+            collect_secrets(&g.value.secrets, &mut secret_values);
         }
         let depth = group_depths(path, &raw.groups)?;
 
@@ -375,7 +374,7 @@ impl Inventory {
         let mut hosts = IndexMap::new();
         for (name, h) in &raw.hosts {
             validate_name(path, name, &h.referenced, "host")?;
-            collect_secrets(path, &h.value.secrets, &mut secret_values)?;
+            collect_secrets(&h.value.secrets, &mut secret_values);
             let mut groups: Vec<&str> = members
                 .iter()
                 .filter(|(_, m)| m.contains(name.as_str()))
@@ -633,50 +632,24 @@ pub fn merge(dst: &mut Map<String, Value>, src: &Map<String, Value>) {
     }
 }
 
-/// Collects every string leaf of a `secrets:` map.
-pub fn collect_secrets(
-    path: &Path,
-    m: &Map<String, Value>,
-    out: &mut BTreeSet<String>,
-) -> Result<(), LoadError> {
-    fn walk(
-        path: &Path,
-        key: &str,
-        v: &Value,
-        out: &mut BTreeSet<String>,
-    ) -> Result<(), LoadError> {
+/// Collects every string and number leaf of a `secrets:` map. Any length is accepted:
+/// short values (`7`, `ab`) are redacted as whole words only (see [`crate::redact`]), and
+/// an empty one has nothing to redact.
+pub fn collect_secrets(m: &Map<String, Value>, out: &mut BTreeSet<String>) {
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
         match v {
-            Value::String(s) => {
-                if s.len() < MIN_SECRET_LEN {
-                    return Err(LoadError::new(
-                        Place::file(path),
-                        format!("secret `{key}` is shorter than {MIN_SECRET_LEN} characters"),
-                    )
-                    .hint("secrets are redacted by value; a very short one would blank ordinary output"));
-                }
+            Value::String(s) if !s.is_empty() => {
                 out.insert(s.clone());
             }
             Value::Number(n) => {
                 out.insert(n.to_string());
             }
-            Value::Array(a) => {
-                for x in a {
-                    walk(path, key, x, out)?;
-                }
-            }
-            Value::Object(o) => {
-                for (k, x) in o {
-                    walk(path, k, x, out)?;
-                }
-            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
             _ => {}
         }
-        Ok(())
     }
-    for (k, v) in m {
-        walk(path, k, v, out)?;
-    }
-    Ok(())
+    m.values().for_each(|v| walk(v, out));
 }
 
 /// `~` and relative paths as operators mean them.
@@ -833,8 +806,10 @@ groups:
     }
 
     #[test]
-    fn short_secrets_are_refused() {
-        let e = Inventory::parse(Path::new("i.yml"), "secrets: {pw: ab}\n").unwrap_err();
-        assert!(e.message.contains("shorter"));
+    fn short_secrets_are_accepted() {
+        // Redacted as whole words (see redact.rs); an empty one has nothing to redact.
+        let i =
+            Inventory::parse(Path::new("i.yml"), "secrets: {pw: ab, pin: 7, e: \"\"}\n").unwrap();
+        assert_eq!(i.secret_values, ["7".to_string(), "ab".to_string()].into());
     }
 }

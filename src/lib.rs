@@ -22,6 +22,7 @@ pub mod shell;
 pub mod site;
 pub mod ssh;
 pub mod status;
+pub mod taint;
 pub mod template;
 pub mod text;
 pub mod yaml;

@@ -6,11 +6,12 @@ mod secretcmd;
 use bosun::diag::LoadErrors;
 use bosun::engine::{self, Emitter, RunOptions};
 use bosun::inventory::{GraphFormat, Inventory};
-use bosun::redact::Redactor;
+use bosun::redact::{Redactor, SecretSet};
 use bosun::render::{OutputFormat, Renderer};
 use bosun::site::Site;
 use bosun::ssh::{ConnectOptions, Connection};
 use bosun::template::Templates;
+use bosun::text::strip_escapes;
 use clap::{Args, Parser, Subcommand};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
@@ -264,6 +265,15 @@ fn fail(msg: impl std::fmt::Display) -> u8 {
     1
 }
 
+/// Preflight errors can quote a rendered value: they are redacted like events.
+fn redact_errors(mut e: LoadErrors, redactor: &Redactor) -> LoadErrors {
+    for err in &mut e.0 {
+        err.message = redactor.redact(&err.message);
+        err.hint = err.hint.as_deref().map(|h| redactor.redact(h));
+    }
+    e
+}
+
 fn load_errors(e: &LoadErrors) -> u8 {
     for err in &e.0 {
         eprintln!("{} {}", console::style("error:").red().bold(), err.render());
@@ -305,7 +315,7 @@ fn parse_extra_vars(
                 .map_err(|e| e.at(bosun::diag::Place::file(Path::new("-e"))).render())?;
             if bosun::secrets::is_encrypted_file(file) {
                 if let Value::Object(m) = &v {
-                    bosun::inventory::collect_secrets(file, m, secrets).map_err(|e| e.render())?;
+                    bosun::inventory::collect_secrets(m, secrets);
                 }
             }
             v
@@ -380,9 +390,13 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
         accept_new_host_keys: a.accept_new_host_keys,
         interrupt: bosun::interrupt::Interrupt::new(),
     };
-    let templates = Templates::new();
+    // One set of secrets for the whole run: templates add what they derive from a secret
+    // (in preflight and in the run), and the redactor of every event sees it.
+    let secrets = SecretSet::new(&inv.secret_values);
+    let templates = Templates::with_secrets(secrets.clone());
+    let redactor = Redactor::shared(secrets);
     if let Err(e) = engine::preflight(&inv, &site, &opts, &templates) {
-        return load_errors(&e);
+        return load_errors(&redact_errors(e, &redactor));
     }
     // The lab inventory boots its hosts first, once the input is known to be good.
     if inv.lab {
@@ -394,7 +408,6 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
             return fail(format!("cannot bring the lab up: {e}"));
         }
     }
-    let redactor = Redactor::new(&inv.secret_values);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let emitter = Arc::new(Emitter::new(tx, redactor));
     let signals = tokio::spawn(watch_signals(opts.interrupt.clone()));
@@ -459,6 +472,8 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
         Err(e) => return load_errors(&e.into()),
     };
     let redactor = Redactor::new(&inv.secret_values);
+    // Values are redacted before they are serialized: in JSON text a `"` or `\` of a
+    // secret is escaped, and the escaped form no longer matches the secret.
     let hosts: Vec<Value> = inv
         .hosts
         .values()
@@ -482,9 +497,10 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
                     )
                 })
                 .collect();
-            let v =
+            let mut v =
                 serde_json::json!({ "hosts": hosts, "groups": groups, "warnings": inv.warnings });
-            println!("{}", redactor.redact(&v.to_string()));
+            redactor.json(&mut v);
+            println!("{v}");
         }
         OutputFormat::Text => {
             let w = inv.hosts.keys().map(String::len).max().unwrap_or(4).max(4);
@@ -498,7 +514,9 @@ fn inventory_list(path: &Path, output: OutputFormat, verbose: u8) -> u8 {
                 );
                 if verbose > 0 {
                     for (k, v) in &h.vars {
-                        println!("{:<w$}    {k} = {}", "", redactor.redact(&v.to_string()));
+                        let mut v = v.clone();
+                        redactor.json(&mut v);
+                        println!("{:<w$}    {k} = {v}", "");
                     }
                 }
             }
@@ -576,8 +594,8 @@ async fn exec(
     while let Some((host, r)) = futs.next().await {
         match r {
             Ok(o) => {
-                let stdout = redactor.redact(&String::from_utf8_lossy(&o.stdout));
-                let stderr = redactor.redact(&String::from_utf8_lossy(&o.stderr));
+                let stdout = redactor.redact(&strip_escapes(&String::from_utf8_lossy(&o.stdout)));
+                let stderr = redactor.redact(&strip_escapes(&String::from_utf8_lossy(&o.stderr)));
                 if o.rc != 0 {
                     code = 1;
                 }

@@ -50,6 +50,10 @@ impl Renderer {
     }
 
     pub fn handle(&mut self, ev: &Event) {
+        // Command output, error messages and file contents come from hosts: no terminal
+        // control sequence in them reaches the operator's terminal, in either format
+        // (JSON escapes C0 controls but not the 8-bit C1 ones such as CSI U+009B).
+        let ev = &without_escapes(ev);
         if self.format == OutputFormat::Json {
             if let Ok(s) = serde_json::to_string(ev) {
                 let mut out = std::io::stdout().lock();
@@ -321,5 +325,54 @@ impl Renderer {
             }
         }
         self.line(&format!("{:.2}s", seconds));
+    }
+}
+
+/// A copy of the event with [`crate::text::strip_escapes`] applied to every string.
+pub fn without_escapes(ev: &Event) -> Event {
+    let mut ev = ev.clone();
+    ev.for_each_string(&mut |s: &mut String| {
+        if let std::borrow::Cow::Owned(clean) = crate::text::strip_escapes(s) {
+            *s = clean;
+        }
+    });
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_output_loses_its_escapes_in_every_field() {
+        let ev = Event::Task(TaskReport {
+            host: "h".into(),
+            play: "p".into(),
+            role: "r".into(),
+            task: "t".into(),
+            status: Status::Failed,
+            item: Some("\x1b]0;title\x07i".into()),
+            summary: None,
+            details: vec!["\x1b[2Jd".into()],
+            diff: Some(crate::event::FileDiff {
+                path: "/x".into(),
+                unified: "+a\x1b[31mb\r\n".into(),
+            }),
+            predicted: false,
+            always: false,
+            handler: false,
+            message: Some("stderr: \u{9b}1;1Hboom\x1b]52;c;eA==\x1b\\".into()),
+        });
+        let clean = without_escapes(&ev);
+        let json = serde_json::to_string(&clean).unwrap();
+        assert!(
+            !json.contains("\\u001b") && !json.contains('\u{9b}'),
+            "{json}"
+        );
+        assert!(json.contains("stderr: boom"), "{json}");
+        assert!(json.contains("+ab\\n"), "{json}");
+        let Event::Task(r) = clean else { panic!() };
+        assert_eq!(r.item.as_deref(), Some("i"));
+        assert_eq!(r.details, vec!["d".to_string()]);
     }
 }

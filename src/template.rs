@@ -6,7 +6,13 @@
 //!
 //! A task string that is exactly one `{{ expression }}` keeps the expression's type:
 //! `loop: "{{ packages }}"` yields a list, `port: "{{ pg_port }}"` a number.
+//!
+//! Every render (`render_str`, `render_value`, `render_file`, `eval`) carries secrecy
+//! through: what it derives from a secret of the run's [`SecretSet`] is added to the set
+//! (see [`crate::taint`]), so `{{ pw | urlencode }}` is redacted like `pw` itself.
 
+use crate::redact::SecretSet;
+use crate::taint::{self, Mapping, Taint};
 use base64::Engine;
 use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
@@ -18,6 +24,8 @@ use std::sync::Arc;
 /// The one template environment of a run.
 pub struct Templates {
     env: Environment<'static>,
+    /// The run's secrets; derived values are added as templates make them.
+    secrets: SecretSet,
 }
 
 impl Default for Templates {
@@ -27,7 +35,13 @@ impl Default for Templates {
 }
 
 impl Templates {
+    /// Templates that track no secret.
     pub fn new() -> Self {
+        Self::with_secrets(SecretSet::default())
+    }
+
+    /// Templates that add to `secrets` every value they derive from one of them.
+    pub fn with_secrets(secrets: SecretSet) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Config files are not HTML: minijinja would JSON-escape `.yml`/`.json` templates
@@ -132,7 +146,96 @@ impl Templates {
                 Ok(v)
             }
         });
-        Templates { env }
+        Templates { env, secrets }
+    }
+
+    pub fn secrets(&self) -> &SecretSet {
+        &self.secrets
+    }
+
+    /// Renders with `render`, and when the context holds a secret renders again with
+    /// stand-ins for the secrets; what differs is registered as secret (see
+    /// [`crate::taint`]). Without secrets in the run this is one render, as before.
+    fn tracked<T>(
+        &self,
+        ctx: &JValue,
+        render: impl Fn(&JValue) -> Result<T, Error>,
+        derive: impl Fn(&T, &[T]) -> Vec<String>,
+        whole: impl Fn(&T) -> Vec<String>,
+    ) -> Result<T, Error> {
+        let real = render(ctx);
+        let matcher = self.secrets.snapshot();
+        if matcher.is_empty() {
+            return real;
+        }
+        let first = Taint::new(matcher.clone(), Mapping::All);
+        let r1 = render(&first.context(ctx));
+        if !first.touched() {
+            // No secret was read: the output cannot hold one.
+            return real;
+        }
+        let second = Taint::new(matcher, Mapping::Alnum);
+        let r2 = render(&second.context(ctx));
+        let real = match real {
+            Ok(v) => v,
+            Err(e) => {
+                // An error message can quote what the template made of a secret: where
+                // the stand-in renders fail too, what differs in their messages is secret.
+                let msgs: Vec<String> = [&r1, &r2]
+                    .into_iter()
+                    .filter_map(|r| r.as_ref().err().map(describe))
+                    .collect();
+                let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+                if !msgs.is_empty() {
+                    self.secrets.add(taint::derived(&describe(&e), &msgs));
+                }
+                return Err(e);
+            }
+        };
+        let outs: Vec<T> = [r1, r2].into_iter().filter_map(Result::ok).collect();
+        // No stand-in render worked (the template depends on the secret's exact shape):
+        // nothing says which part came from the secret, so all of it is secret.
+        let found = if outs.is_empty() {
+            whole(&real)
+        } else {
+            derive(&real, &outs)
+        };
+        self.secrets.add(found);
+        Ok(real)
+    }
+
+    fn tracked_str(
+        &self,
+        ctx: &JValue,
+        render: impl Fn(&JValue) -> Result<String, Error>,
+    ) -> Result<String, Error> {
+        self.tracked(
+            ctx,
+            render,
+            |real, outs| taint::derived(real, &outs.iter().map(String::as_str).collect::<Vec<_>>()),
+            |real| taint::whole(real),
+        )
+    }
+
+    fn tracked_json(
+        &self,
+        ctx: &JValue,
+        render: impl Fn(&JValue) -> Result<Value, Error>,
+    ) -> Result<Value, Error> {
+        self.tracked(
+            ctx,
+            render,
+            |real, outs| {
+                let mut found = Vec::new();
+                taint::derived_json(real, &outs.iter().collect::<Vec<_>>(), &mut found);
+                found
+            },
+            |real| {
+                let mut found = Vec::new();
+                taint::whole_json(real, &mut found);
+                found
+            },
+        )
     }
 
     /// Renders one string with `ctx`; strings without template syntax are returned as-is.
@@ -140,14 +243,16 @@ impl Templates {
         if !has_syntax(s) {
             return Ok(s.to_string());
         }
-        self.env.render_str(s, ctx)
+        self.tracked_str(ctx, |c| self.env.render_str(s, c))
     }
 
     /// Renders every string leaf of `v`; a string that is one `{{ expr }}` keeps its type.
     pub fn render_value(&self, v: &Value, ctx: &JValue) -> Result<Value, Error> {
         Ok(match v {
             Value::String(s) => match single_expression(s) {
-                Some(expr) => to_json_value(&self.eval(expr, ctx)?)?,
+                Some(expr) => {
+                    self.tracked_json(ctx, |c| to_json_value(&self.eval_untracked(expr, c)?))?
+                }
                 None => Value::String(self.render_str(s, ctx)?),
             },
             Value::Array(a) => Value::Array(
@@ -166,15 +271,37 @@ impl Templates {
         })
     }
 
-    /// Evaluates an expression (`when`, `until`, `changed_when`); `{{ }}` around it is allowed.
+    /// Evaluates an expression; `{{ }}` around it is allowed. What it derives from a
+    /// secret is registered, compared in its JSON form (or as text when it has none).
     pub fn eval(&self, expr: &str, ctx: &JValue) -> Result<JValue, Error> {
+        let as_json =
+            |v: &JValue| to_json_value(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        self.tracked(
+            ctx,
+            |c| self.eval_untracked(expr, c),
+            |real, outs| {
+                let outs: Vec<Value> = outs.iter().map(as_json).collect();
+                let mut found = Vec::new();
+                taint::derived_json(&as_json(real), &outs.iter().collect::<Vec<_>>(), &mut found);
+                found
+            },
+            |real| {
+                let mut found = Vec::new();
+                taint::whole_json(&as_json(real), &mut found);
+                found
+            },
+        )
+    }
+
+    fn eval_untracked(&self, expr: &str, ctx: &JValue) -> Result<JValue, Error> {
         let e = single_expression(expr).unwrap_or(expr);
         self.env.compile_expression(e)?.eval(ctx)
     }
 
-    /// Evaluates a condition to a boolean.
+    /// Evaluates a condition (`when`, `until`, `changed_when`) to a boolean. A boolean is
+    /// not printed as a value, so nothing is tracked.
     pub fn test(&self, expr: &str, ctx: &JValue) -> Result<bool, Error> {
-        Ok(self.eval(expr, ctx)?.is_true())
+        Ok(self.eval_untracked(expr, ctx)?.is_true())
     }
 
     /// Top-level variable names an expression reads (empty when it does not parse; the
@@ -198,7 +325,8 @@ impl Templates {
     /// Renders a template file.
     pub fn render_file(&self, path: &Path, ctx: &JValue) -> Result<String, Error> {
         let name = path.to_string_lossy();
-        self.env.get_template(&name)?.render(ctx)
+        let t = self.env.get_template(&name)?;
+        self.tracked_str(ctx, |c| t.render(c))
     }
 }
 
@@ -421,5 +549,205 @@ mod tests {
             "<r.stdout at run time>"
         );
         assert!(t.test("r.rc == 0 or true", &c).unwrap());
+    }
+
+    const PW: &str = "p@ss+w/rd=Zq9";
+
+    /// Templates and a redactor sharing one set of secrets, and a context holding them.
+    fn tracking() -> (Templates, crate::redact::Redactor, JValue) {
+        let set = SecretSet::new(
+            &[PW, "q\"uo\\te-Pw", "it's-Secret", "1234"]
+                .map(String::from)
+                .into(),
+        );
+        let c = ctx(json!({
+            "pw": PW, "jpw": "q\"uo\\te-Pw", "apos": "it's-Secret", "pin": 1234,
+            "host": "db1", "port": 51234, "l": ["a", PW],
+            "nested": {"db": {"password": PW, "user": "app"}},
+        }));
+        let r = crate::redact::Redactor::shared(set.clone());
+        (Templates::with_secrets(set), r, c)
+    }
+
+    /// Renders `expr` between non-secret text; the value it derives must be registered
+    /// (so it is redacted), and the text around it must survive redaction.
+    fn assert_tracked(expr: &str) {
+        let (t, r, c) = tracking();
+        let tpl = format!("host={{{{ host }}}} v={expr} end");
+        // What the expression prints, computed without tracking.
+        let plain = Templates::new().render_str(expr, &c).unwrap();
+        let out = t.render_str(&tpl, &c).unwrap();
+        assert_eq!(out, format!("host=db1 v={plain} end"));
+        let red = r.redact(&out);
+        assert!(
+            red.starts_with("host=db1 v=") && red.ends_with(" end"),
+            "{expr}: {red}"
+        );
+        assert!(red.contains(crate::redact::MASK), "{expr}: {red}");
+        assert!(!red.contains(&plain), "{expr}: `{plain}` leaks in {red}");
+        // Nothing of more than two characters of the derived value is left in the clear
+        // but what the expression itself wrote around the secret.
+        let visible = red
+            .trim_start_matches("host=db1 v=")
+            .trim_end_matches(" end");
+        for piece in visible.split(crate::redact::MASK) {
+            assert!(piece.len() <= 5, "{expr}: `{piece}` left in {red}");
+        }
+    }
+
+    #[test]
+    fn values_derived_from_a_secret_are_redacted() {
+        for expr in [
+            "{{ pw | urlencode }}",
+            "{{ jpw | to_json }}",
+            "{{ pw | to_json }}",
+            "{{ apos | quote }}",
+            "{{ pw | b64encode }}",
+            "{{ pw | upper }}",
+            "{{ pw | lower }}",
+            "{{ pw | replace('@', '-at-') }}",
+            "{{ pw | regex_replace('[a-z]', '') }}",
+            "{{ pw[1:5] }}",
+            "{{ pw[::-1] }}",
+            "{{ 'pre-' ~ pw ~ '-post' }}",
+            "{{ '%s!' | format(pw) }}",
+            "{{ l | join(',') }}",
+            "{{ nested.db.password | b64encode | upper }}",
+            "{{ pw | sha256 }}",
+            "{{ pw | list | reverse | join }}",
+            "{% for c in pw %}{{ c }}.{% endfor %}",
+        ] {
+            assert_tracked(expr);
+        }
+        let (t, r, c) = tracking();
+        let out = t.render_str("{{ nested | to_json }}", &c).unwrap();
+        assert_eq!(
+            r.redact(&out),
+            r#"{"db":{"password":"<redacted>","user":"app"}}"#
+        );
+    }
+
+    #[test]
+    fn forms_printed_together_are_redacted_alone_too() {
+        let (t, r, c) = tracking();
+        let out = t
+            .render_str("echo {{ pw | urlencode }} {{ pw | upper }}", &c)
+            .unwrap();
+        assert_eq!(r.redact(&out), "echo <redacted>");
+        // A host that prints one of them alone.
+        assert_eq!(r.redact("got P@SS+W/RD=ZQ9"), "got <redacted>");
+        assert_eq!(r.redact("p%40ss%2Bw/rd%3DZq9\n"), "<redacted>\n");
+    }
+
+    #[test]
+    fn numeric_secrets_and_what_comes_of_them() {
+        let (t, r, c) = tracking();
+        let out = t
+            .render_str(
+                "pin={{ pin }} next={{ pin + 1 }} id=PIN{{ pin }} port={{ port }}",
+                &c,
+            )
+            .unwrap();
+        assert_eq!(out, "pin=1234 next=1235 id=PIN1234 port=51234");
+        assert_eq!(
+            r.redact(&out),
+            "pin=<redacted> next=<redacted> id=<redacted> port=51234"
+        );
+        // A typed value keeps its type and is registered too.
+        let v = t.render_value(&json!({"n": "{{ pin * 2 }}"}), &c).unwrap();
+        assert_eq!(v, json!({"n": 2468}));
+        assert_eq!(r.redact("2468"), "<redacted>");
+    }
+
+    #[test]
+    fn taint_follows_chains_of_variables() {
+        let (t, r, c) = tracking();
+        // A variable rendered first (as Scope::resolve does), then used by another render.
+        let url = t
+            .render_value(&json!("postgres://app:{{ pw | urlencode }}@db1/app"), &c)
+            .unwrap();
+        let c2 = ctx(json!({"url": url, "host": "db1"}));
+        let out = t
+            .render_str("{{ url | b64encode }}|{{ host }}", &c2)
+            .unwrap();
+        let red = r.redact(&out);
+        assert!(red.ends_with("|db1"), "{red}");
+        assert!(!red.contains(&out[..out.len() - 4]), "{red}");
+        assert_eq!(
+            r.redact(url.as_str().unwrap()),
+            "postgres://app:<redacted>@db1/app"
+        );
+    }
+
+    #[test]
+    fn files_and_expressions_are_tracked_too() {
+        let (t, r, c) = tracking();
+        let dir = std::env::temp_dir().join(format!("bosun-taint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("redis.conf.j2");
+        std::fs::write(&f, "bind {{ host }}\nrequirepass {{ pw | upper }}\n").unwrap();
+        let out = t.render_file(&f, &c).unwrap();
+        assert_eq!(
+            r.redact(&out),
+            "bind db1\nrequirepass <redacted>\n",
+            "{out}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Base64 padding depends on the length only; it stays.
+        let v = t.eval("pw | b64encode", &c).unwrap();
+        assert_eq!(r.redact(&v.to_string()), "<redacted>==");
+    }
+
+    #[test]
+    fn output_without_secrets_is_untouched_and_registers_nothing() {
+        let (t, r, c) = tracking();
+        let before = t.secrets().snapshot().len();
+        let out = t
+            .render_str(
+                "{{ host | upper }}:{{ port }} {{ nested.db.user }} {{ l[0] }}",
+                &c,
+            )
+            .unwrap();
+        assert_eq!(out, "DB1:51234 app a");
+        assert_eq!(r.redact(&out), out);
+        assert_eq!(t.secrets().snapshot().len(), before);
+        // Reading a secret without printing it registers nothing either.
+        let out = t
+            .render_str(
+                "{% if pw | length > 3 %}long{% endif %} {{ nested.db | length }}",
+                &c,
+            )
+            .unwrap();
+        assert_eq!(out, "long 2");
+        assert_eq!(t.secrets().snapshot().len(), before);
+    }
+
+    #[test]
+    fn errors_that_quote_a_derived_value_are_tracked_too() {
+        let (t, r, c) = tracking();
+        // The regex crate quotes the bad pattern in its error.
+        let e = t
+            .render_str("{{ 'x' | regex_replace('(' ~ (pw | upper), 'y') }}", &c)
+            .unwrap_err();
+        let msg = describe(&e);
+        assert!(msg.contains("P@SS+W/RD=ZQ9"), "{msg}");
+        // Whatever the message says of the value is registered; the rest stays readable.
+        let red = r.redact(&msg);
+        assert!(
+            red.contains("regex_replace") && red.contains("unclosed"),
+            "{red}"
+        );
+        assert!(!red.contains("P@SS"), "{red}");
+    }
+
+    #[test]
+    fn a_template_that_fails_on_stand_ins_makes_its_whole_output_secret() {
+        let (t, r, c) = tracking();
+        // Only the real secret parses as base64-free JSON... here: splits on `@`, `+`
+        // and `=` into exactly 3 parts, which both stand-ins cannot do at once.
+        let tpl = "{% set p = pw | split('@') %}{{ p[1] | upper }}";
+        let out = t.render_str(tpl, &c).unwrap();
+        assert_eq!(out, "SS+W/RD=ZQ9");
+        assert_eq!(r.redact(&out), "<redacted>");
     }
 }

@@ -1,0 +1,209 @@
+//! Values derived from a secret (`| urlencode`, `| b64encode`, `| upper`, `| to_json`)
+//! and a rotated secret's old value never reach the output: the real binary against the
+//! loopback sshd of `tests/common`, in plan, plan JSON, converge, a failing converge and
+//! `inventory list`.
+
+mod common;
+use base64::Engine;
+use common::*;
+use std::path::PathBuf;
+use std::process::Output;
+
+const PW: &str = "p@ss+w/rd=Zq9";
+const QUOTED: &str = r#"q"uo\te-Secret9"#;
+const OLD_REDIS: &str = "0ld-Redis-Pa55";
+const NEW_REDIS: &str = "N3w-Redis-Pa55";
+
+const TASKS: &str = r#"
+- name: app env
+  template: {src: app.env.j2, dest: "{{ root }}/app.env", mode: "0600"}
+- name: redis conf
+  template: {src: redis.conf.j2, dest: "{{ root }}/redis.conf", mode: "0600"}
+- name: announce
+  command: "echo {{ db_pw | urlencode }} {{ db_pw | b64encode }} {{ db_pw | upper }}"
+- name: leaky failure
+  shell: "echo {{ db_pw | b64encode }} {{ db_pw | upper }} {{ db_pw | urlencode }} >&2; printf '\\033]0;pwned\\007\\033[2J' >&2; exit 3"
+  when: fail_at_end | default(false)
+"#;
+
+const APP_ENV: &str = r#"DATABASE_URL="postgres://app:{{ db_pw | urlencode }}@db:5432/app"
+TOKEN={{ db_pw | b64encode }}
+SHOUT={{ db_pw | upper }}
+QUOTED={{ quoted | to_json }}
+"#;
+
+const REDIS_CONF: &str = "bind 127.0.0.1\nrequirepass {{ redis_password }}\n";
+
+struct Project {
+    dir: PathBuf,
+    root: PathBuf,
+    sshd: Sshd,
+}
+
+impl Project {
+    fn new() -> Project {
+        let sshd = Sshd::start(1);
+        let dir = tempdir("taint");
+        let root = tempdir("taint-root");
+        std::fs::write(dir.join("known_hosts"), sshd.known_hosts()).expect("known_hosts");
+        write_tree(
+            &dir,
+            &[
+                (
+                    "roles/site.yml",
+                    "- name: app\n  hosts: all\n  roles: [app]\n",
+                ),
+                ("roles/app/tasks.yml", TASKS),
+                ("roles/app/templates/app.env.j2", APP_ENV),
+                ("roles/app/templates/redis.conf.j2", REDIS_CONF),
+            ],
+        );
+        let p = Project { dir, root, sshd };
+        p.inventory(OLD_REDIS);
+        p
+    }
+
+    /// Writes the inventory with this Redis password.
+    fn inventory(&self, redis: &str) {
+        let quoted = QUOTED.replace('\'', "''");
+        let inv = format!(
+            "ssh:\n  user: root\n  port: {port}\n  identity_file: {key}\n  known_hosts: known_hosts\n\
+             vars:\n  root: {root}\nsecrets:\n  db_pw: \"{PW}\"\n  quoted: '{quoted}'\n  redis_password: {redis}\n\
+             hosts:\n  h1: {{address: 127.0.0.2}}\n",
+            port = self.sshd.port,
+            key = self.sshd.client_key.display(),
+            root = self.root.display(),
+        );
+        std::fs::write(self.dir.join("inventory.yml"), inv).expect("inventory");
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        bosun(&self.dir, args)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Every form of a secret this project prints somewhere, as the filters make them (and
+/// JSON-escaped, for `--output json`).
+fn forbidden() -> Vec<String> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let json = |s: &str| serde_json::to_string(s).expect("json");
+    let mut v = vec![
+        PW.to_string(),
+        "p%40ss%2Bw/rd%3DZq9".to_string(),
+        b64(PW),
+        PW.to_uppercase(),
+        QUOTED.to_string(),
+        json(QUOTED),
+        OLD_REDIS.to_string(),
+    ];
+    // The inner part of a JSON-escaped form (without its quotes), as a JSON line shows it.
+    let inner = json(&json(QUOTED));
+    v.push(inner[3..inner.len() - 3].to_string());
+    v
+}
+
+/// Neither a whole form nor any 7 characters of one appear in stdout or stderr.
+fn assert_no_leak(what: &str, o: &Output) {
+    let (out, err) = text(o);
+    let all = format!("{out}\n{err}");
+    assert!(!all.contains("panicked"), "{what}: {all}");
+    for f in forbidden() {
+        let chars: Vec<char> = f.chars().collect();
+        for w in chars.windows(7.min(chars.len())) {
+            let piece: String = w.iter().collect();
+            assert!(
+                !all.contains(&piece),
+                "{what}: `{piece}` (of `{f}`) leaks in:\n{all}"
+            );
+        }
+    }
+    assert!(
+        !all.contains('\u{1b}'),
+        "{what}: a terminal escape got through:\n{all}"
+    );
+}
+
+#[test]
+fn derived_secrets_and_rotated_values_never_reach_the_output() {
+    let p = Project::new();
+    let inv = ["-i", "inventory.yml"];
+
+    let plan = p.run(&["plan", inv[0], inv[1]]);
+    assert_eq!(plan.status.code(), Some(2), "{:?}", text(&plan));
+    assert_no_leak("plan", &plan);
+    let (out, _) = text(&plan);
+    // The diff is there, with the secret parts masked and the rest readable.
+    assert!(
+        out.contains("+DATABASE_URL=\"postgres://app:<redacted>@db:5432/app\""),
+        "{out}"
+    );
+    assert!(out.contains("+SHOUT=<redacted>"), "{out}");
+    assert!(out.contains("run `echo <redacted>`"), "{out}");
+
+    let plan_json = p.run(&["plan", inv[0], inv[1], "--output", "json"]);
+    assert_eq!(plan_json.status.code(), Some(2), "{:?}", text(&plan_json));
+    assert_no_leak("plan --output json", &plan_json);
+    assert!(events(&plan_json).iter().any(|e| e["event"] == "recap"));
+
+    let converge = p.run(&["converge", inv[0], inv[1], "-v"]);
+    assert!(converge.status.success(), "{:?}", text(&converge));
+    assert_no_leak("converge", &converge);
+    let env = std::fs::read_to_string(p.root.join("app.env")).expect("app.env written");
+    assert!(
+        env.contains(&format!("SHOUT={}", PW.to_uppercase())),
+        "{env}"
+    );
+
+    let failing = p.run(&["converge", inv[0], inv[1], "-e", "fail_at_end=true"]);
+    assert_eq!(failing.status.code(), Some(1), "{:?}", text(&failing));
+    assert_no_leak("failing converge", &failing);
+    assert!(
+        text(&failing).0.contains("exit code 3"),
+        "{:?}",
+        text(&failing)
+    );
+    let failing_json = p.run(&[
+        "converge",
+        inv[0],
+        inv[1],
+        "-e",
+        "fail_at_end=true",
+        "--output",
+        "json",
+    ]);
+    assert_no_leak("failing converge --output json", &failing_json);
+    let raw = String::from_utf8_lossy(&failing_json.stdout).into_owned();
+    assert!(!raw.contains("\\u001b"), "{raw}");
+
+    for args in [
+        &["inventory", "list", inv[0], inv[1], "--output", "json"][..],
+        &["inventory", "list", inv[0], inv[1], "-v"][..],
+    ] {
+        let o = p.run(args);
+        assert!(o.status.success(), "{:?}", text(&o));
+        assert_no_leak(&args.join(" "), &o);
+    }
+
+    // Rotating the Redis password: the old value is in the host's file, not in any
+    // secret any more, and the diff line is `requirepass OLD`.
+    p.inventory(NEW_REDIS);
+    for args in [
+        &["plan", inv[0], inv[1]][..],
+        &["plan", inv[0], inv[1], "--output", "json"][..],
+    ] {
+        let o = p.run(args);
+        assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+        assert_no_leak(&args.join(" "), &o);
+        let (out, _) = text(&o);
+        assert!(!out.contains(NEW_REDIS), "{out}");
+        assert!(out.contains("-requirepass <redacted>"), "{out}");
+        assert!(out.contains("+requirepass <redacted>"), "{out}");
+    }
+}
