@@ -165,6 +165,15 @@ impl Event {
                 f(play);
                 all(handlers, f);
             }
+            Event::HandlersPending {
+                host,
+                play,
+                handlers,
+            } => {
+                f(host);
+                f(play);
+                all(handlers, f);
+            }
             Event::HostUnreachable { host, message } => {
                 f(host);
                 f(message);
@@ -195,6 +204,7 @@ impl Event {
                 changed_tasks,
                 seconds: _,
                 check: _,
+                interrupted: _,
             } => {
                 for h in hosts {
                     let HostRecap {
@@ -204,6 +214,7 @@ impl Event {
                         failed: _,
                         skipped: _,
                         unreachable: _,
+                        interrupted: _,
                         seconds: _,
                         execs: _,
                         execs_per_play: _,

@@ -360,6 +360,7 @@ mod tests {
             changed_tasks: vec![("h".into(), "set hunter22".into())],
             seconds: f64::NAN,
             check: false,
+            interrupted: false,
         };
         let s = format!("{:?}", r.event(ev));
         assert!(!s.contains("hunter22"), "{s}");
