@@ -549,3 +549,63 @@ fn writes_in_a_users_directory_never_follow_a_planted_link() {
         "converged"
     );
 }
+
+/// Facts arrive with a host's first probe round, are visible to `when` and templates as
+/// `facts.*`, and are kept for the host's later plays (which then cost no round trip for
+/// them).
+#[test]
+fn facts_reach_when_and_templates_and_later_plays() {
+    let p = Project::new(
+        1,
+        &[
+            (
+                "roles/every/tasks.yml",
+                "- name: facts file\n  copy: {dest: \"{{ root }}/facts.txt\", content: \"{{ facts.os_id }} {{ facts.cpus }} {{ facts.memory_mb > 0 }}\\n\"}\n\
+                 - name: only on debian\n  file: {path: \"{{ root }}/debian\", state: directory}\n  when: facts.os_id == 'debian'\n\
+                 - name: never\n  file: {path: \"{{ root }}/never\", state: directory}\n  when: facts.cpus == 0\n",
+            ),
+            ("roles/again/tasks.yml", "- name: again\n  copy: {dest: \"{{ root }}/again.txt\", content: \"codename={{ facts.os_codename }}\\n\"}\n"),
+            (
+                "roles/site.yml",
+                "- name: web\n  hosts: web\n  roles: [every]\n- name: later\n  hosts: web\n  roles: [again]\n",
+            ),
+        ],
+    );
+    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let os = std::fs::read_to_string("/etc/os-release").expect("os-release");
+    let field = |k: &str| {
+        os.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    assert_eq!(
+        std::fs::read_to_string(p.root.join("facts.txt")).expect("facts.txt"),
+        format!("{} {cpus} True\n", field("ID"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.root.join("again.txt")).expect("again.txt"),
+        format!("codename={}\n", field("VERSION_CODENAME"))
+    );
+    assert_eq!(p.root.join("debian").is_dir(), field("ID") == "debian");
+    assert!(!p.root.join("never").exists());
+    // The no-op: facts and the first task's probe share the first round trip of play 1
+    // only when a task needs no facts; here every task reads them, so play 1 takes one
+    // round for facts and one for its probes, and play 2 one.
+    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let evs = events(&o);
+    let r = recap(&evs);
+    assert_eq!(r["changed_tasks"], Value::Array(vec![]), "{r}");
+    assert_eq!(
+        r["hosts"][0]["execs_per_play"],
+        serde_json::json!([2, 1]),
+        "{r}"
+    );
+    let f = p.run(&["facts", "-i", "inventory.yml", "h1"]);
+    let facts: Value = serde_json::from_slice(&f.stdout).expect("facts JSON");
+    assert_eq!(facts["os_id"], field("ID"));
+    assert!(facts["default_ipv4"].is_string(), "{facts}");
+}
