@@ -160,12 +160,8 @@ impl Event {
                 host,
                 play,
                 handlers,
-            } => {
-                f(host);
-                f(play);
-                all(handlers, f);
             }
-            Event::HandlersPending {
+            | Event::HandlersPending {
                 host,
                 play,
                 handlers,

@@ -102,6 +102,13 @@ fn project(n: usize, files: &[(&'static str, String)], extra: &str) -> Project {
     Project::with_inventory(n, &files, extra)
 }
 
+/// Prints the drill's figure and asserts that bosun left nothing on the host.
+fn nothing_left(p: &Project, what: &str, took: Duration) {
+    let left = leftovers(&p.root);
+    report(what, took, &left);
+    assert!(left.is_empty(), "{left:?}");
+}
+
 fn report(what: &str, t: Duration, left: &[String]) {
     println!(
         "FAULT {what}: the run ended after {:.2} s; left on the host: {}",
@@ -143,9 +150,7 @@ fn a_validate_with_a_syntax_error_fails_its_task_and_the_run_ends() {
     );
     assert!(!p.root.join("v.conf").exists(), "nothing half-written");
     assert!(!p.root.join("after").exists(), "later tasks did not run");
-    let left = leftovers(&p.root);
-    report("validate: \"test -s %s'\"", took, &left);
-    assert!(left.is_empty(), "{left:?}");
+    nothing_left(&p, "validate: \"test -s %s'\"", took);
 }
 
 #[test]
@@ -188,53 +193,39 @@ fn a_hung_guard_is_killed_at_its_deadline_and_the_other_host_finishes() {
         !running(marker),
         "the guard's process is gone from the host"
     );
-    let left = leftovers(&p.root);
-    report("unless: \"sleep 100000\" with timeout: 3", took, &left);
-    assert!(left.is_empty(), "{left:?}");
+    nothing_left(&p, "unless: \"sleep 100000\" with timeout: 3", took);
 }
 
 #[test]
 #[ignore = "fault drills: run by tests/run.sh, which prints their figures"]
 fn probe_timeout_and_task_timeout_come_from_the_inventory() {
     let _s = serial();
-    let (guard, step) = ("sleep 100124", "sleep 100125");
-    let p = project(
-        1,
-        &role(&format!(
-            "- name: slow guard\n  shell: {{cmd: \"true\", unless: \"{guard}\"}}\n"
-        )),
-        "probe_timeout: 2\n",
-    );
-    let t0 = Instant::now();
-    let o = p.run(&["converge", "-i", "inventory.yml"]);
-    let took = t0.elapsed();
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}{err}");
-    assert!(out.contains("did not finish within 2 s"), "{out}");
-    assert!(!running(guard));
-    report(
+    deadline_drill(
         "probe_timeout: 2 with a guard that sleeps",
-        took,
-        &leftovers(&p.root),
+        "- name: slow guard\n  shell: {cmd: \"true\", unless: \"sleep 100124\"}\n",
+        "probe_timeout: 2\n",
+        "sleep 100124",
     );
-
-    let p = project(
-        1,
-        &role(&format!(
-            "- name: slow step\n  command: {{cmd: \"{step}\"}}\n"
-        )),
+    deadline_drill(
+        "task_timeout: 2 with a command that sleeps",
+        "- name: slow step\n  command: {cmd: \"sleep 100125\"}\n",
         "task_timeout: 2\n",
+        "sleep 100125",
     );
+}
+
+/// Converges `tasks` with the inventory's `extra` deadline of 2 s: the run must end
+/// naming it, with nothing of `marker` left running and nothing left on the host.
+fn deadline_drill(what: &str, tasks: &str, extra: &str, marker: &str) {
+    let p = project(1, &role(tasks), extra);
     let t0 = Instant::now();
     let o = p.run(&["converge", "-i", "inventory.yml"]);
     let took = t0.elapsed();
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(out.contains("did not finish within 2 s"), "{out}");
-    assert!(!running(step), "the step's process is gone from the host");
-    let left = leftovers(&p.root);
-    report("task_timeout: 2 with a command that sleeps", took, &left);
-    assert!(left.is_empty(), "{left:?}");
+    assert!(!running(marker), "the step's process is gone from the host");
+    nothing_left(&p, what, took);
 }
 
 #[test]
@@ -389,9 +380,7 @@ fn the_first_ctrl_c_lets_the_running_step_finish_and_starts_nothing_new() {
         .find(|e| e["event"] == "recap")
         .unwrap_or_else(|| panic!("a recap: {out}"));
     assert_eq!(recap["interrupted"], true, "{recap}");
-    let left = leftovers(&p.root);
-    report("Ctrl-C once during a 3 s step", took, &left);
-    assert!(left.is_empty(), "{left:?}");
+    nothing_left(&p, "Ctrl-C once during a 3 s step", took);
     // The next run finishes the job, handler included.
     let o = p.run(&["converge", "-i", "inventory.yml"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
