@@ -120,8 +120,8 @@ struct RawInventory {
     /// `BOSUN_IDENTITY` names one (see `secrets::keys`).
     secrets_identity: Option<String>,
     /// These hosts are the built-in lab: `converge` boots it first when it is down.
-    #[serde(default)]
-    lab: bool,
+    /// `lab: true`, or `lab: {os: debian-13}` to choose the hosts' release.
+    lab: Option<Spanned<RawLab>>,
     /// Deadline of every task without its own `timeout:` (seconds; plays may override).
     task_timeout: Option<Spanned<Value>>,
     /// Deadline of every probe (seconds).
@@ -130,6 +130,14 @@ struct RawInventory {
     hosts: IndexMap<String, Spanned<RawHost>>,
     #[serde(default)]
     groups: IndexMap<String, Spanned<RawGroup>>,
+}
+
+/// `lab:` in an inventory.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawLab {
+    On(bool),
+    With { os: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +231,8 @@ pub struct Inventory {
     pub secret_values: BTreeSet<String>,
     /// The hosts are the built-in lab's (`lab: true`).
     pub lab: bool,
+    /// The lab's release (`lab: {os: …}`); the lab's default when absent.
+    pub lab_os: Option<crate::lab::LabOs>,
     /// How long remote steps may run (`task_timeout:`, `probe_timeout:`).
     pub timeouts: Timeouts,
     /// Things in the input bosun reads but does not honour (`file:line: what`); the CLI
@@ -279,6 +289,29 @@ impl Inventory {
             raw.secrets = all;
         }
         let ssh = raw.ssh.unwrap_or_default();
+        let (lab, lab_os) = match &raw.lab {
+            None
+            | Some(Spanned {
+                value: RawLab::On(false),
+                ..
+            }) => (false, None),
+            Some(Spanned {
+                value: RawLab::On(true),
+                ..
+            }) => (true, None),
+            Some(Spanned {
+                value: RawLab::With { os },
+                referenced,
+                ..
+            }) => match crate::lab::LabOs::parse(os) {
+                Ok(o) => (true, Some(o)),
+                Err(m) => {
+                    return Err(
+                        LoadError::new(Place::at(path, referenced), m).hint("lab: {os: debian-13}")
+                    )
+                }
+            },
+        };
         let timeout = |t: &Option<Spanned<Value>>, key: &str, default: Duration| match t {
             None => Ok(default),
             Some(t) => crate::site::positive_seconds(&t.value).ok_or_else(|| {
@@ -454,7 +487,8 @@ impl Inventory {
             hosts,
             groups,
             secret_values,
-            lab: raw.lab,
+            lab,
+            lab_os,
             timeouts,
             warnings: Vec::new(),
             secrets_identity,
@@ -724,6 +758,34 @@ groups:
         assert_eq!(i.hosts["lb"].user, "admin");
         assert_eq!(i.known_hosts, PathBuf::from("inventory/kh"));
         assert!(i.secret_values.contains("hunter22"));
+    }
+
+    #[test]
+    fn lab_release_and_deadlines() {
+        let p = Path::new("inventory/lab.yml");
+        let i = Inventory::parse(
+            p,
+            "lab: {os: debian-13}\ntask_timeout: 90\nhosts: {a: {}}\n",
+        )
+        .unwrap();
+        assert!(i.lab);
+        assert_eq!(i.lab_os, Some(crate::lab::LabOs::Debian13));
+        assert_eq!(i.timeouts.task, Duration::from_secs(90));
+        assert_eq!(i.timeouts.probe, Timeouts::default().probe);
+        let i = Inventory::parse(p, "lab: true\nhosts: {a: {}}\n").unwrap();
+        assert!(i.lab && i.lab_os.is_none());
+        let e = Inventory::parse(p, "hosts: {a: {}}\nlab: {os: debian-11}\n").unwrap_err();
+        assert!(
+            e.render().contains("lab.yml:2") && e.render().contains("debian-13"),
+            "{}",
+            e.render()
+        );
+        let e = Inventory::parse(p, "probe_timeout: -5\nhosts: {a: {}}\n").unwrap_err();
+        assert!(
+            e.render().contains("lab.yml:1") && e.render().contains("probe_timeout"),
+            "{}",
+            e.render()
+        );
     }
 
     #[test]

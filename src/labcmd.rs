@@ -42,6 +42,9 @@ pub fn print_event(ev: LabEvent) {
 /// The lab described by an inventory marked `lab: true`: its hosts and addresses.
 pub fn config_for(inv: &Inventory) -> Result<LabConfig, String> {
     let mut cfg = LabConfig::default();
+    if let Some(os) = inv.lab_os {
+        cfg.os = os;
+    }
     cfg.hosts = inv
         .hosts
         .values()

@@ -95,11 +95,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LabCommand {
-    /// Boot the lab (builds the Debian 12 base image once; later runs reuse it).
+    /// Boot the lab (builds the release's base image once; later runs reuse it).
     Up {
         /// How many hosts: the seven of the seed first, then host08, host09, ...
         #[arg(long, default_value_t = 7)]
         hosts: usize,
+        /// The Debian release of every host: debian-12 or debian-13.
+        #[arg(long, default_value = "debian-12", value_parser = bosun::lab::LabOs::parse)]
+        os: bosun::lab::LabOs,
     },
     /// Stop every lab host and remove their disks, the bridge and NAT rules.
     Down,
@@ -643,7 +646,10 @@ async fn exec(
 async fn lab(cmd: LabCommand) -> u8 {
     use bosun::lab::{self as l, LabConfig};
     let cfg = match &cmd {
-        LabCommand::Up { hosts } => LabConfig::default_with_hosts(*hosts),
+        LabCommand::Up { hosts, os } => LabConfig {
+            os: *os,
+            ..LabConfig::default_with_hosts(*hosts)
+        },
         _ => LabConfig::default(),
     };
     let r: Result<u8, String> = match cmd {

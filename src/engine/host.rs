@@ -552,7 +552,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             .then(|| probes.push_limited(&self.pending_probe(), self.ctx.limits.probe));
         self.pending_handlers_unread = false;
         let facts_step = (!self.facts_known)
-            .then(|| probes.push_limited(super::facts::SCRIPT, self.ctx.limits.probe));
+            .then(|| probes.push_background(super::facts::SCRIPT, self.ctx.limits.probe));
         let mut observed = if probes.is_empty() {
             Vec::new()
         } else {

@@ -358,7 +358,7 @@ impl Doc {
             secrets: Map::new(),
             secrets_file: None,
             secrets_identity: None,
-            lab: false,
+            lab: None,
             task_timeout: None,
             probe_timeout: None,
             hosts: self

@@ -617,7 +617,7 @@ fn build(
         secrets: mapping.secrets,
         secrets_file: mapping.secrets_file,
         secrets_identity: mapping.secrets_identity,
-        lab: false,
+        lab: None,
         task_timeout: None,
         probe_timeout: None,
         hosts,

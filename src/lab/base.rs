@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::cmd;
+use super::config::LabOs;
 use super::error::LabError;
 use super::host;
 use super::mounts;
@@ -17,7 +18,6 @@ use super::LabEvent;
 
 /// Bump when the customisation below changes, to force a rebuild.
 const RECIPE_VERSION: u32 = 1;
-const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 
 /// Packages on top of debootstrap's minbase: a bootable systemd host with
@@ -58,18 +58,19 @@ pub(crate) const MASKED_UNITS: &[&str] = &[
 const STAMP_REL: &str = "etc/bosun-lab/base-stamp";
 
 /// The recipe identity written into the image.
-pub(crate) fn stamp() -> String {
+pub(crate) fn stamp(os: LabOs) -> String {
     format!(
-        "bosun-lab-base recipe={RECIPE_VERSION} suite={SUITE} variant=minbase packages={} masked={}\n",
+        "bosun-lab-base recipe={RECIPE_VERSION} suite={} variant=minbase packages={} masked={}\n",
+        os.suite(),
         PACKAGES.join(","),
         MASKED_UNITS.join(",")
     )
 }
 
 /// Whether `base` is a complete image built by the current recipe.
-pub(crate) fn is_current(base: &Path) -> bool {
+pub(crate) fn is_current(base: &Path, os: LabOs) -> bool {
     std::fs::read_to_string(base.join(STAMP_REL))
-        .map(|s| s == stamp())
+        .map(|s| s == stamp(os))
         .unwrap_or(false)
 }
 
@@ -78,6 +79,7 @@ pub(crate) fn is_current(base: &Path) -> bool {
 /// image are stale and must be recreated; the caller handles that).
 pub(crate) async fn ensure(
     paths: &Paths,
+    os: LabOs,
     controller_pubkey: &str,
     ev: &(dyn Fn(LabEvent) + Send + Sync),
 ) -> Result<bool, LabError> {
@@ -93,7 +95,7 @@ pub(crate) async fn ensure(
     }
     mounts::safe_remove_dir(&paths.base_partial).await?;
     mounts::safe_remove_dir(&paths.base_old).await?;
-    if is_current(&paths.base) {
+    if is_current(&paths.base, os) {
         return Ok(false);
     }
     if paths.base.exists() {
@@ -114,14 +116,15 @@ pub(crate) async fn ensure(
     step(
         ev,
         format!(
-            "building base image (debootstrap {SUITE}, about 1-2 minutes) in {}",
+            "building base image (debootstrap {}, about 1-2 minutes) in {}",
+            os.suite(),
             paths.base_partial.display()
         ),
     );
-    debootstrap(&paths.base_partial).await?;
+    debootstrap(&paths.base_partial, os).await?;
     step(ev, "customising base image".into());
-    customise(&paths.base_partial, controller_pubkey).await?;
-    write(&paths.base_partial.join(STAMP_REL), &stamp()).await?;
+    customise(&paths.base_partial, os, controller_pubkey).await?;
+    write(&paths.base_partial.join(STAMP_REL), &stamp(os)).await?;
 
     if paths.base.exists() {
         rename(&paths.base, &paths.base_old).await?;
@@ -146,13 +149,13 @@ fn step(ev: &(dyn Fn(LabEvent) + Send + Sync), message: String) {
     });
 }
 
-async fn debootstrap(target: &Path) -> Result<(), LabError> {
+async fn debootstrap(target: &Path, os: LabOs) -> Result<(), LabError> {
     let include = format!("--include={}", PACKAGES.join(","));
     let t = target.to_string_lossy().into_owned();
     let args = [
         "--variant=minbase",
         include.as_str(),
-        SUITE,
+        os.suite(),
         t.as_str(),
         MIRROR,
     ];
@@ -249,13 +252,14 @@ async fn copy_local_cas(root: &Path) -> Result<usize, LabError> {
 }
 
 /// Turns the debootstrapped tree into a lab host image.
-async fn customise(root: &Path, controller_pubkey: &str) -> Result<(), LabError> {
+async fn customise(root: &Path, os: LabOs, controller_pubkey: &str) -> Result<(), LabError> {
+    let suite = os.suite();
     write(
         &root.join("etc/apt/sources.list"),
         &format!(
-            "deb {MIRROR} {SUITE} main\n\
-             deb {MIRROR} {SUITE}-updates main\n\
-             deb http://deb.debian.org/debian-security {SUITE}-security main\n"
+            "deb {MIRROR} {suite} main\n\
+             deb {MIRROR} {suite}-updates main\n\
+             deb http://deb.debian.org/debian-security {suite}-security main\n"
         ),
     )
     .await?;
@@ -339,10 +343,13 @@ async fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
         .map_err(|e| LabError::io("chmod", path, e))
 }
 
-/// Removes the cached image (and build leftovers) for `destroy`.
+/// Removes the cached images of every release (and build leftovers) for `destroy`.
 pub(crate) async fn remove(paths: &Paths) -> Result<(), LabError> {
-    for p in [&paths.base_partial, &paths.base_old, &paths.base] {
-        mounts::safe_remove_dir(p).await?;
+    for os in LabOs::ALL {
+        let paths = Paths::for_os(paths.state.clone(), os);
+        for p in [&paths.base_partial, &paths.base_old, &paths.base] {
+            mounts::safe_remove_dir(p).await?;
+        }
     }
     Ok(())
 }
@@ -353,7 +360,7 @@ mod tests {
 
     #[test]
     fn stamp_names_recipe_and_packages() {
-        let s = stamp();
+        let s = stamp(LabOs::Debian12);
         assert!(s.starts_with(&format!("bosun-lab-base recipe={RECIPE_VERSION} ")));
         assert!(s.contains("openssh-server"));
         assert!(s.contains("apt-daily.timer"));
@@ -382,6 +389,6 @@ mod tests {
 
     #[test]
     fn missing_base_is_not_current() {
-        assert!(!is_current(Path::new("/nonexistent/base")));
+        assert!(!is_current(Path::new("/nonexistent/base"), LabOs::Debian12));
     }
 }

@@ -35,7 +35,55 @@ const EXTRA_HOSTS_FIRST: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 100);
 /// interface names have at most 15 bytes; longer names would be mangled.
 pub(crate) const MAX_HOST_NAME_LEN: usize = 12;
 
-/// One lab host: a booted Debian 12 container with its own address.
+/// The Debian release lab hosts run. Each has its own cached base image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum LabOs {
+    /// Debian 12 (bookworm).
+    #[default]
+    Debian12,
+    /// Debian 13 (trixie), the current stable release.
+    Debian13,
+}
+
+impl LabOs {
+    pub const ALL: [LabOs; 2] = [LabOs::Debian12, LabOs::Debian13];
+
+    /// `debian-12`, `debian-13`: how the command line and inventories name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LabOs::Debian12 => "debian-12",
+            LabOs::Debian13 => "debian-13",
+        }
+    }
+
+    /// The release's codename, as debootstrap wants it.
+    pub fn suite(self) -> &'static str {
+        match self {
+            LabOs::Debian12 => "bookworm",
+            LabOs::Debian13 => "trixie",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<LabOs, String> {
+        LabOs::ALL
+            .into_iter()
+            .find(|o| o.name() == s || o.suite() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown lab OS `{s}`; choose one of: {}",
+                    LabOs::ALL.map(LabOs::name).join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for LabOs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One lab host: a booted Debian container with its own address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LabHost {
     pub name: String,
@@ -50,6 +98,8 @@ pub struct LabConfig {
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
     pub hosts: Vec<LabHost>,
+    /// The release every host runs.
+    pub os: LabOs,
 }
 
 impl Default for LabConfig {
@@ -88,6 +138,7 @@ impl LabConfig {
             gateway: DEFAULT_GATEWAY,
             prefix_len: DEFAULT_PREFIX_LEN,
             hosts,
+            os: LabOs::default(),
         }
     }
 

@@ -74,7 +74,7 @@ pub(crate) async fn prepare_infra(
         );
     }
     let pubkey = keys::ensure_identity(&p.identity).await?;
-    base::ensure(p, &pubkey, ev).await?;
+    base::ensure(p, cfg.os, &pubkey, ev).await?;
     let plan = net::detect_dns().await?;
     net::ensure_bridge(cfg).await?;
     net::apply_dns_sysctl(cfg, &plan).await?;
@@ -95,7 +95,7 @@ pub(crate) async fn prepare_infra(
     Ok(Infra {
         pubkey,
         dns,
-        stamp: base::stamp(),
+        stamp: base::stamp(cfg.os),
     })
 }
 
@@ -116,6 +116,15 @@ pub(crate) async fn start_hosts(
         let hp = p.host(&h.name);
         let procs = snap.host(&h.name, &hp.root);
         if let Some(pid) = procs.nspawn.first() {
+            // A host booted from another release's image keeps running that release.
+            if let Ok(old) = std::fs::read_to_string(&hp.base_stamp) {
+                if old != infra.stamp {
+                    return Err(LabError::Config(format!(
+                        "lab host {} runs another image than {} asks for; run `bosun lab down` first",
+                        h.name, cfg.os
+                    )));
+                }
+            }
             step(ev, Some(&h.name), format!("already running (pid {pid})"));
             running.push((h.clone(), *pid));
             continue;

@@ -42,8 +42,8 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 pub use config::{
-    LabConfig, LabHost, DEFAULT_BRIDGE, DEFAULT_GATEWAY, DEFAULT_PREFIX_LEN, DEFAULT_STATE_DIR,
-    SEED_HOSTS,
+    LabConfig, LabHost, LabOs, DEFAULT_BRIDGE, DEFAULT_GATEWAY, DEFAULT_PREFIX_LEN,
+    DEFAULT_STATE_DIR, SEED_HOSTS,
 };
 pub use error::LabError;
 
@@ -234,7 +234,7 @@ pub async fn status(cfg: &LabConfig) -> Result<LabStatus, LabError> {
         .collect();
     Ok(LabStatus {
         bridge_up: net::link_exists(&cfg.bridge),
-        base_ready: base::is_current(&p.base),
+        base_ready: base::is_current(&p.base, cfg.os),
         state_dir: p.state,
         bridge: cfg.bridge.clone(),
         hosts,

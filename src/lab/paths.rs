@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <state>/base/                 cached Debian 12 image (lower dir of every host)
+//! <state>/base-debian-13/       cached Debian 13 image (the same, for `--os debian-13`)
 //! <state>/base.partial/         a base being built; deleted if found at start
 //! <state>/base.old/             the previous base while it is being replaced
 //! <state>/hosts/NAME/upper/     the host's disk (overlay upper dir)
@@ -16,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::config::LabConfig;
+use super::config::{LabConfig, LabOs};
 
 /// Absolute paths of the lab's state. The state dir is canonicalised when it
 /// exists, because /proc/mounts and command lines show resolved paths and the
@@ -56,14 +57,19 @@ pub(crate) fn resolve_state_dir(dir: &Path) -> PathBuf {
 
 impl Paths {
     pub fn new(cfg: &LabConfig) -> Paths {
-        Self::from_state(resolve_state_dir(&cfg.state_dir))
+        Self::for_os(resolve_state_dir(&cfg.state_dir), cfg.os)
     }
 
-    pub fn from_state(state: PathBuf) -> Paths {
+    /// The paths with the base image of `os` (Debian 12 keeps the plain `base` name).
+    pub fn for_os(state: PathBuf, os: LabOs) -> Paths {
+        let base = match os {
+            LabOs::Debian12 => "base".to_string(),
+            other => format!("base-{}", other.name()),
+        };
         Paths {
-            base: state.join("base"),
-            base_partial: state.join("base.partial"),
-            base_old: state.join("base.old"),
+            base_partial: state.join(format!("{base}.partial")),
+            base_old: state.join(format!("{base}.old")),
+            base: state.join(base),
             hosts: state.join("hosts"),
             known_hosts: state.join("known_hosts"),
             identity: state.join("id_ed25519"),
@@ -108,7 +114,14 @@ mod tests {
 
     #[test]
     fn layout() {
-        let p = Paths::from_state(PathBuf::from("/var/lib/bosun/lab"));
+        let p = Paths::for_os(PathBuf::from("/var/lib/bosun/lab"), LabOs::Debian12);
+        assert_eq!(p.base, PathBuf::from("/var/lib/bosun/lab/base"));
+        let p13 = Paths::for_os(PathBuf::from("/var/lib/bosun/lab"), LabOs::Debian13);
+        assert_eq!(p13.base, PathBuf::from("/var/lib/bosun/lab/base-debian-13"));
+        assert_eq!(
+            p13.base_partial,
+            PathBuf::from("/var/lib/bosun/lab/base-debian-13.partial")
+        );
         let h = p.host("pg1");
         assert_eq!(h.root, PathBuf::from("/var/lib/bosun/lab/hosts/pg1/root"));
         assert_eq!(h.upper, PathBuf::from("/var/lib/bosun/lab/hosts/pg1/upper"));
