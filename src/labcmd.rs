@@ -42,9 +42,14 @@ pub fn print_event(ev: LabEvent) {
 /// The lab described by an inventory marked `lab: true`: its hosts and addresses.
 pub fn config_for(inv: &Inventory) -> Result<LabConfig, String> {
     let mut cfg = LabConfig::default();
-    if let Some(os) = inv.lab_os {
-        cfg.os = os;
-    }
+    // The inventory's `lab: {os: …}`, else BOSUN_LAB_OS, else the release the lab runs.
+    cfg.os = match inv.lab_os {
+        Some(os) => os,
+        None => match bosun::lab::LabOs::from_env()? {
+            Some(os) => os,
+            None => bosun::lab::LabOs::current(&cfg.state_dir)?,
+        },
+    };
     cfg.hosts = inv
         .hosts
         .values()

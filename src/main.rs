@@ -100,8 +100,8 @@ enum LabCommand {
         /// How many hosts: the seven of the seed first, then host08, host09, ...
         #[arg(long, default_value_t = 7)]
         hosts: usize,
-        /// The Debian release of every host: debian-12 or debian-13.
-        #[arg(long, default_value = "debian-12", value_parser = bosun::lab::LabOs::parse)]
+        /// The Debian release of every host: debian-13 (default) or debian-12.
+        #[arg(long, env = "BOSUN_LAB_OS", default_value = "debian-13", value_parser = bosun::lab::LabOs::parse)]
         os: bosun::lab::LabOs,
     },
     /// Stop every lab host and remove their disks, the bridge and NAT rules.
@@ -650,7 +650,14 @@ async fn lab(cmd: LabCommand) -> u8 {
             os: *os,
             ..LabConfig::default_with_hosts(*hosts)
         },
-        _ => LabConfig::default(),
+        _ => {
+            let mut cfg = LabConfig::default();
+            match l::LabOs::current(&cfg.state_dir) {
+                Ok(os) => cfg.os = os,
+                Err(e) => return fail(e),
+            }
+            cfg
+        }
     };
     let r: Result<u8, String> = match cmd {
         LabCommand::Up { .. } => l::up(&cfg, &labcmd::print_event)

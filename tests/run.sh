@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (see README): on a Debian 12 machine, as root, it installs what the
+# The test command (see README): on a Debian 12 or 13 machine, as root, it installs what the
 # tests need, builds bosun, runs the unit and integration tests (real sshd on loopback),
 # then brings up the lab of systemd hosts, runs the lab tests and always takes the lab
 # down again. Each stage prints how long it took.
@@ -62,13 +62,21 @@ lab_teardown() {
     stage "lab down + leftover check" cargo test --release --test lab_teardown -- --ignored
 }
 trap 'lab_teardown; summary' EXIT
-stage "lab up (7 hosts)" "$BOSUN" lab up --hosts 7 || exit 1
-stage "lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
-stage "lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
-stage "lab application tier" cargo test --release --test lab_app -- --ignored --test-threads 1 --nocapture
-stage "lab jump hosts (pg via lb)" cargo test --release --test lab_jump -- --ignored --test-threads 1 --nocapture
-stage "lab faults (power-off mid-play)" cargo test --release --test lab_faults -- --ignored --test-threads 1 --nocapture
-# The benchmark's short form (bosun only, the seven lab hosts, one round) so it cannot rot;
-# the full comparison with Ansible and pyinfra is `bench/run.sh` (see bench/README.md).
-stage "benchmark (short)" bench/run.sh --short
+# Every lab stage runs on each Debian release the site supports: the default (13) first.
+lab_release() {
+    local os=$1
+    export BOSUN_LAB_OS=$os
+    stage "[$os] lab up (7 hosts)" "$BOSUN" lab up --hosts 7 || return 1
+    stage "[$os] lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
+    stage "[$os] lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
+    stage "[$os] lab application tier" cargo test --release --test lab_app -- --ignored --test-threads 1 --nocapture
+    stage "[$os] lab jump hosts (pg via lb)" cargo test --release --test lab_jump -- --ignored --test-threads 1 --nocapture
+    stage "[$os] lab faults (power-off mid-play)" cargo test --release --test lab_faults -- --ignored --test-threads 1 --nocapture
+    # The benchmark's short form (bosun only, the seven lab hosts, one round) so it cannot
+    # rot; the full comparison with Ansible and pyinfra is `bench/run.sh` (bench/README.md).
+    stage "[$os] benchmark (short)" bench/run.sh --short
+}
+lab_release debian-13 || exit 1
+lab_teardown
+lab_release debian-12 || exit 1
 exit $FAILED

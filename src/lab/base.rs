@@ -53,6 +53,17 @@ pub(crate) const MASKED_UNITS: &[&str] = &[
     "fstrim.timer",
 ];
 
+/// Units masked in one release's image only: Debian 13's systemd-modules-load fails
+/// in a container (libkmod finds no modules of the running kernel) and leaves every
+/// host "degraded"; a container cannot load kernel modules anyway.
+pub(crate) fn masked_units(os: LabOs) -> Vec<&'static str> {
+    let mut units = MASKED_UNITS.to_vec();
+    if os == LabOs::Debian13 {
+        units.push("systemd-modules-load.service");
+    }
+    units
+}
+
 /// Where the stamp lives inside the image (visible in every host, which is
 /// handy to tell which recipe a host runs).
 const STAMP_REL: &str = "etc/bosun-lab/base-stamp";
@@ -63,7 +74,7 @@ pub(crate) fn stamp(os: LabOs) -> String {
         "bosun-lab-base recipe={RECIPE_VERSION} suite={} variant=minbase packages={} masked={}\n",
         os.suite(),
         PACKAGES.join(","),
-        MASKED_UNITS.join(",")
+        masked_units(os).join(",")
     )
 }
 
@@ -329,7 +340,7 @@ async fn customise(root: &Path, os: LabOs, controller_pubkey: &str) -> Result<()
     }
     chroot(root, &["systemctl", "enable", "systemd-networkd.service"]).await?;
     let mut mask = vec!["systemctl", "mask"];
-    mask.extend_from_slice(MASKED_UNITS);
+    mask.extend(masked_units(os));
     chroot(root, &mask).await?;
     // The .deb cache is ~60 MB nobody needs in every host's view.
     chroot(root, &["apt-get", "clean"]).await?;

@@ -39,9 +39,9 @@ pub(crate) const MAX_HOST_NAME_LEN: usize = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 pub enum LabOs {
     /// Debian 12 (bookworm).
-    #[default]
     Debian12,
     /// Debian 13 (trixie), the current stable release.
+    #[default]
     Debian13,
 }
 
@@ -74,6 +74,39 @@ impl LabOs {
                     LabOs::ALL.map(LabOs::name).join(", ")
                 )
             })
+    }
+}
+
+impl LabOs {
+    /// `BOSUN_LAB_OS`, when set (how CI runs the lab on each release).
+    pub fn from_env() -> Result<Option<LabOs>, String> {
+        match std::env::var("BOSUN_LAB_OS") {
+            Ok(v) if !v.trim().is_empty() => LabOs::parse(v.trim())
+                .map(Some)
+                .map_err(|e| format!("BOSUN_LAB_OS: {e}")),
+            _ => Ok(None),
+        }
+    }
+
+    /// The release the lab's hosts were made from, read from their disks' base stamps
+    /// (`None` when no host has a disk).
+    pub fn of_lab(state_dir: &std::path::Path) -> Option<LabOs> {
+        let hosts = std::fs::read_dir(state_dir.join("hosts")).ok()?;
+        hosts.filter_map(Result::ok).find_map(|h| {
+            let stamp = std::fs::read_to_string(h.path().join("base-stamp")).ok()?;
+            LabOs::ALL
+                .into_iter()
+                .find(|o| stamp.contains(&format!(" suite={} ", o.suite())))
+        })
+    }
+
+    /// For commands on an existing lab: the release it runs, else `BOSUN_LAB_OS`, else
+    /// the default.
+    pub fn current(state_dir: &std::path::Path) -> Result<LabOs, String> {
+        match LabOs::of_lab(state_dir) {
+            Some(o) => Ok(o),
+            None => Ok(LabOs::from_env()?.unwrap_or_default()),
+        }
     }
 }
 
