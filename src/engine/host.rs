@@ -158,15 +158,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
         self.facts_known = true;
     }
 
-    /// Fails the host outside any task (facts could not be gathered).
+    /// Fails the host outside any task (facts could not be gathered); the engine reports
+    /// it with the host's failure.
     fn fail_host(&mut self, what: &str, why: String) -> HostEnd {
-        self.failure = Some((what.to_string(), why.clone()));
-        self.ctx.emit.send(Event::HostFailed {
-            host: self.host.to_string(),
-            play: self.ctx.play.name.clone(),
-            task: what.to_string(),
-            message: why,
-        });
+        self.failure = Some((what.to_string(), why));
         HostEnd::Failed
     }
 
@@ -265,8 +260,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
 
     /// Books the notifications an earlier run left: their handlers run at the end of this
     /// play as if notified now.
-    fn read_pending(&mut self, entries: &[Entry], o: &Observed) {
-        let _ = entries;
+    fn read_pending(&mut self, o: &Observed) {
         for line in o.stdout.lines() {
             let Some((role, handler)) = line.split_once('\t') else {
                 continue;
@@ -561,7 +555,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
         if let Some(ps) = pending_step {
             if let Some(StepEnd::Done(o)) = observed.get(ps) {
                 let o = o.clone();
-                self.read_pending(entries, &o);
+                self.read_pending(&o);
             }
         }
         if let Some(fs) = facts_step {
@@ -570,6 +564,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     let facts = super::facts::parse(&o.stdout);
                     self.set_facts(&facts);
                 }
+                // The script was killed (a probe overstayed, an interrupt): background
+                // results are lost with it; the task that overstayed reports why, and
+                // facts are gathered again by the next round.
+                _ if self.last.killed.is_some() => {}
                 other => {
                     let why = self.unfinished_probe(other, fs);
                     return Err(self.fail_host("gather facts", why));
