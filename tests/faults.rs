@@ -102,6 +102,16 @@ fn project(n: usize, files: &[(&'static str, String)], extra: &str) -> Project {
     Project::with_inventory(n, &files, extra)
 }
 
+/// Runs bosun with `args`, which must fail (exit 1): its output, how long it took, stdout.
+fn converge_fails(p: &Project, args: &[&str]) -> (std::process::Output, Duration, String) {
+    let t0 = Instant::now();
+    let o = p.run(args);
+    let took = t0.elapsed();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    (o, took, out)
+}
+
 /// Prints the drill's figure and asserts that bosun left nothing on the host.
 fn nothing_left(p: &Project, what: &str, took: Duration) {
     let left = leftovers(&p.root);
@@ -133,11 +143,8 @@ fn a_validate_with_a_syntax_error_fails_its_task_and_the_run_ends() {
         ),
         "",
     );
-    let t0 = Instant::now();
-    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
-    let took = t0.elapsed();
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let (o, took, out) =
+        converge_fails(&p, &["converge", "-i", "inventory.yml", "--output", "json"]);
     let failed = events(&o)
         .into_iter()
         .find(|e| e["event"] == "task" && e["status"] == "failed")
@@ -166,11 +173,8 @@ fn a_hung_guard_is_killed_at_its_deadline_and_the_other_host_finishes() {
         )),
         "",
     );
-    let t0 = Instant::now();
-    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
-    let took = t0.elapsed();
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let (o, took, out) =
+        converge_fails(&p, &["converge", "-i", "inventory.yml", "--output", "json"]);
     let evs = events(&o);
     let failed: Vec<_> = evs
         .iter()
@@ -218,11 +222,7 @@ fn probe_timeout_and_task_timeout_come_from_the_inventory() {
 /// naming it, with nothing of `marker` left running and nothing left on the host.
 fn deadline_drill(what: &str, tasks: &str, extra: &str, marker: &str) {
     let p = project(1, &role(tasks), extra);
-    let t0 = Instant::now();
-    let o = p.run(&["converge", "-i", "inventory.yml"]);
-    let took = t0.elapsed();
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let (_, took, out) = converge_fails(&p, &["converge", "-i", "inventory.yml"]);
     assert!(out.contains("did not finish within 2 s"), "{out}");
     assert!(!running(marker), "the step's process is gone from the host");
     nothing_left(&p, what, took);

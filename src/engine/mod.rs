@@ -395,6 +395,9 @@ pub async fn run(
                         });
                     }
                     let recorded = run.recorded || !run.pending_earlier.is_empty();
+                    // Notifications recorded on the host are done with once their handlers
+                    // have run, or when nothing was notified after all (`changed_when`).
+                    let mut clear = notified.is_empty() && run.recorded && end == HostEnd::Done;
                     // Handlers: once, in the order the role defines them, only if notified.
                     if !notified.is_empty() {
                         let handlers: Vec<Entry> = roles
@@ -414,15 +417,7 @@ pub async fn run(
                             .collect();
                         if end == HostEnd::Done || (end == HostEnd::Failed && opts.force_handlers) {
                             let hend = run.run(&handlers).await;
-                            if hend == HostEnd::Done && recorded && !opts.check {
-                                // Their handlers have run: the notifications recorded on
-                                // the host are done with.
-                                let roles: Vec<&str> =
-                                    roles.iter().map(|r| r.name.as_str()).collect();
-                                if let Err(e) = conn.run(&host::clear_notifications(&roles)).await {
-                                    end = HostEnd::Unreachable(e.to_string());
-                                }
-                            }
+                            clear = hend == HostEnd::Done && recorded;
                             if end == HostEnd::Done {
                                 end = hend;
                             }
@@ -434,8 +429,7 @@ pub async fn run(
                             });
                         }
                     }
-                    if notified.is_empty() && end == HostEnd::Done && run.recorded && !opts.check {
-                        // Recorded by a change that `changed_when` then called no change.
+                    if clear && !opts.check {
                         let roles: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
                         if let Err(e) = conn.run(&host::clear_notifications(&roles)).await {
                             end = HostEnd::Unreachable(e.to_string());
