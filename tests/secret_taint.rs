@@ -207,3 +207,37 @@ fn derived_secrets_and_rotated_values_never_reach_the_output() {
         assert!(out.contains("+requirepass <redacted>"), "{out}");
     }
 }
+
+/// A `pg_role` password is sent as a SCRAM verifier, which is as good as the password to
+/// an offline attack: building the task (preflight does it for every host) registers the
+/// verifier with the run's secrets, one per built module, and nothing without a password.
+#[test]
+fn pg_role_verifiers_are_registered_as_secrets() {
+    let dir = tempdir("pg-verifier");
+    write_tree(
+        &dir,
+        &[
+            ("roles/site.yml", "- name: db\n  hosts: all\n  roles: [db]\n"),
+            (
+                "roles/db/tasks.yml",
+                "- name: app role\n  pg_role: {name: app, password: \"{{ db_pw }}\"}\n\
+                 - name: reader role\n  pg_role: {name: reader}\n",
+            ),
+            (
+                "inventory.yml",
+                &format!(
+                    "secrets:\n  db_pw: \"{PW}\"\nhosts:\n  h1: {{address: 127.0.0.2}}\n  h2: {{address: 127.0.0.3}}\n"
+                ),
+            ),
+        ],
+    );
+    let inv = bosun::inventory::Inventory::load(&dir.join("inventory.yml")).expect("inventory");
+    let site = bosun::site::Site::load(&dir.join("roles/site.yml")).expect("site");
+    let secrets = bosun::redact::SecretSet::new(&inv.secret_values);
+    let templates = bosun::template::Templates::with_secrets(secrets.clone());
+    let before = secrets.snapshot().len();
+    bosun::engine::preflight(&inv, &site, &Default::default(), &templates).expect("preflight");
+    // One verifier per host for the role with a password (each with its own salt).
+    assert_eq!(secrets.snapshot().len(), before + 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
