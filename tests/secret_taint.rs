@@ -241,3 +241,69 @@ fn pg_role_verifiers_are_registered_as_secrets() {
     assert_eq!(secrets.snapshot().len(), before + 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Command lines are readable by every local user (`/proc/PID/cmdline`, `ps`): no task or
+/// handler of the roles passes a password as an argument. redis-cli gets it from
+/// `REDISCLI_AUTH`; the `redis answers` check is run here against a stand-in redis-cli
+/// that answers PONG only when the password came in its environment and not in argv.
+#[test]
+fn roles_keep_passwords_off_command_lines() {
+    let site = bosun::site::Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
+    let mut redis_check = None;
+    for role in site.roles.values() {
+        for t in role.tasks.iter().chain(&role.handlers) {
+            let args = t.args.to_string();
+            for bad in ["--password", "--pass ", "--pass=", "--askpass", "sshpass"] {
+                assert!(!args.contains(bad), "{}: `{bad}` in {args}", t.name);
+            }
+            if args.contains("redis-cli") {
+                assert!(
+                    !args.contains(" -a ") && !args.contains("--user"),
+                    "{}: {args}",
+                    t.name
+                );
+                assert!(args.contains("REDISCLI_AUTH="), "{}: {args}", t.name);
+            }
+            if t.name == "redis answers" {
+                redis_check = t.args["command"].as_str().map(str::to_string);
+            }
+        }
+    }
+    let cmd = redis_check.expect("the redis role's `redis answers` handler");
+
+    let dir = tempdir("redis-auth");
+    let password = "s3cret with $HOME, `x` and \"quotes\"";
+    let conf = dir.join("redis.conf");
+    std::fs::write(&conf, format!("bind 127.0.0.1\nrequirepass {password}\n")).expect("conf");
+    write_tree(
+        &dir,
+        &[(
+            "bin/redis-cli",
+            "#!/bin/sh\n\
+             for a in \"$@\"; do [ \"$a\" = \"$WANT\" ] && { echo 'password in argv' >&2; exit 9; }; done\n\
+             [ \"$REDISCLI_AUTH\" = \"$WANT\" ] || { echo 'no REDISCLI_AUTH' >&2; exit 8; }\n\
+             echo PONG\n",
+        )],
+    );
+    let st = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(dir.join("bin/redis-cli"))
+        .status();
+    assert!(st.is_ok_and(|s| s.success()));
+    let cmd = cmd
+        .replace("{{ redis_port }}", "6379")
+        .replace("/etc/redis/redis.conf", &conf.display().to_string());
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = std::process::Command::new("/bin/sh")
+        .args(["-c", &cmd])
+        .env("PATH", path)
+        .env("WANT", password)
+        .output()
+        .expect("sh");
+    assert!(o.status.success(), "{cmd}: {:?}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
