@@ -127,6 +127,7 @@ impl Templates {
                 .unwrap_or_default()
         });
         env.add_filter("quote", |s: String| crate::shell::quote(&s));
+        env.add_filter("env_quote", |s: String| env_quote(&s));
         env.add_filter("sha256", |s: String| {
             crate::modules::fileops::sha256_hex(s.as_bytes())
         });
@@ -385,6 +386,62 @@ fn to_yaml(v: JValue) -> Result<String, Error> {
     serde_saphyr::to_string(&j).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
 }
 
+/// Words that read the same unquoted in both readers of an environment file.
+fn env_plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '=' | ',' | '@')
+}
+
+/// `s` as the value of a `KEY=value` line of an environment file that two readers parse
+/// back to exactly `s`: systemd (`EnvironmentFile=`) and a POSIX shell
+/// (`set -a; . FILE`).
+///
+/// A plain word (letters, digits, `/._-+:=,@`) is written as it is. Anything else goes in
+/// double quotes with `\`, `"`, `$` and `` ` `` preceded by a backslash; every other
+/// character, newlines included, is written as it is. The shell's single quotes would
+/// not do: systemd reads the `\'` of `'\''` as an unquoted part, after which it takes
+/// quotes literally, so `'it'\''s'` comes out as `it''s'`.
+///
+/// The rules relied on:
+/// - sh (POSIX, "Double-Quotes", XCU 2.2.3): inside double quotes only `$`, `` ` `` and
+///   `\` are special; a backslash is removed before `$` `` ` `` `"` `\` and newline,
+///   kept before anything else. Nothing escaped here reaches a backslash-newline pair.
+/// - systemd (systemd.exec(5), `EnvironmentFile=`; the parser is
+///   `parse_env_file_internal` in systemd's `src/basic/env-file.c`): a double-quoted
+///   value may span lines and holds every character as it is except `"` and `\`; a
+///   backslash before one of `"` `\` `` ` `` `$` (its `SHELL_NEED_ESCAPE`) yields that
+///   character, before a newline nothing, before anything else both. `$` is never
+///   expanded. Values must be valid UTF-8 with no NUL and no Unicode noncharacter
+///   (`unichar_is_valid`: U+FDD0..U+FDEF, U+xFFFE, U+xFFFF), or systemd refuses the file.
+///
+/// Those last ones are refused here, with a message that does not quote the value (it is
+/// often a secret).
+pub fn env_quote(s: &str) -> Result<String, Error> {
+    if let Some(bad) = s.chars().find(|&c| {
+        c == '\0' || ('\u{FDD0}'..='\u{FDEF}').contains(&c) || (c as u32) & 0xFFFE == 0xFFFE
+    }) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "env_quote: the value holds U+{:04X}, which an environment file cannot carry",
+                bad as u32
+            ),
+        ));
+    }
+    if !s.is_empty() && s.chars().all(env_plain) {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '\\' | '"' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
 fn regex_replace(s: String, pat: String, rep: String) -> Result<String, Error> {
     let re = regex::Regex::new(&pat)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("regex_replace: {e}")))?;
@@ -469,6 +526,7 @@ pub fn file_place(e: &Error) -> Option<(PathBuf, usize)> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn ctx(v: Value) -> JValue {
         jv(&v)
@@ -614,6 +672,10 @@ mod tests {
             "{{ l | join(',') }}",
             "{{ nested.db.password | b64encode | upper }}",
             "{{ pw | sha256 }}",
+            "{{ apos | env_quote }}",
+            "{{ jpw | env_quote }}",
+            "{{ ('x$ ' ~ pw) | env_quote }}",
+            "{% filter env_quote %}u:{{ jpw | urlencode }}@h{% endfilter %}",
             "{{ pw | list | reverse | join }}",
             "{% for c in pw %}{{ c }}.{% endfor %}",
         ] {
@@ -749,5 +811,296 @@ mod tests {
         let out = t.render_str(tpl, &c).unwrap();
         assert_eq!(out, "SS+W/RD=ZQ9");
         assert_eq!(r.redact(&out), "<redacted>");
+    }
+
+    /// Values an environment file must carry through both of its readers.
+    const ENV_VALUES: &[&str] = &[
+        "plain-Value_1.2:3/x@y,z+=",
+        "$HOME and ${HOME} and $(id) and `id`",
+        "say \"hi\"",
+        "it's",
+        "back\\slash\\",
+        "trailing backslash then newline\\\nnext",
+        "two\nlines\n",
+        "\n",
+        "  spaced   out  ",
+        "#not a comment",
+        "semi;colon & amp | pipe > gt < lt * star ? q [a] ~tilde !bang",
+        "tab\there\rcr",
+        "",
+        "ünï-cødé ✓",
+        "postgres://saleor:p%40ss%2Bw@127.0.0.1:5432/saleor",
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQ+/=\nAbC$d`e\"f\\g'h\n-----END PRIVATE KEY-----",
+    ];
+
+    /// The variables systemd reads from an environment file: a port of the state machine
+    /// of `parse_env_file_internal` (systemd `src/basic/env-file.c`), which is what
+    /// `EnvironmentFile=` hands a service. systemd itself cannot run in a unit test.
+    fn systemd_env(text: &str) -> BTreeMap<String, String> {
+        #[derive(PartialEq)]
+        enum St {
+            PreKey,
+            Key,
+            PreValue,
+            Value,
+            ValueEsc,
+            Single,
+            Double,
+            DoubleEsc,
+            Comment,
+            CommentEsc,
+        }
+        let nl = |c: char| c == '\n' || c == '\r';
+        let ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+        let mut out = BTreeMap::new();
+        let (mut st, mut key, mut val) = (St::PreKey, String::new(), String::new());
+        let (mut key_ws, mut val_ws) = (None::<usize>, None::<usize>);
+        let mut push = |key: &mut String, val: &mut String, kw: Option<usize>| {
+            if let Some(n) = kw {
+                key.truncate(n);
+            }
+            out.insert(std::mem::take(key), std::mem::take(val));
+        };
+        for c in text.chars() {
+            match st {
+                St::PreKey if c == '#' || c == ';' => st = St::Comment,
+                St::PreKey if ws(c) => {}
+                St::PreKey => {
+                    st = St::Key;
+                    key_ws = None;
+                    key.push(c);
+                }
+                St::Key if nl(c) => {
+                    st = St::PreKey;
+                    key.clear();
+                }
+                St::Key if c == '=' => {
+                    st = St::PreValue;
+                    val_ws = None;
+                }
+                St::Key => {
+                    if !ws(c) {
+                        key_ws = None;
+                    } else if key_ws.is_none() {
+                        key_ws = Some(key.len());
+                    }
+                    key.push(c);
+                }
+                St::PreValue if nl(c) => {
+                    st = St::PreKey;
+                    push(&mut key, &mut val, key_ws);
+                }
+                St::PreValue if c == '\'' => st = St::Single,
+                St::PreValue if c == '"' => st = St::Double,
+                St::PreValue if c == '\\' => st = St::ValueEsc,
+                St::PreValue if ws(c) => {}
+                St::PreValue => {
+                    st = St::Value;
+                    val.push(c);
+                }
+                St::Value if nl(c) => {
+                    st = St::PreKey;
+                    if let Some(n) = val_ws {
+                        val.truncate(n);
+                    }
+                    push(&mut key, &mut val, key_ws);
+                }
+                St::Value if c == '\\' => {
+                    st = St::ValueEsc;
+                    val_ws = None;
+                }
+                St::Value => {
+                    if !ws(c) {
+                        val_ws = None;
+                    } else if val_ws.is_none() {
+                        val_ws = Some(val.len());
+                    }
+                    val.push(c);
+                }
+                St::ValueEsc => {
+                    st = St::Value;
+                    if !nl(c) {
+                        val.push(c);
+                    }
+                }
+                St::Single if c == '\'' => st = St::PreValue,
+                St::Single => val.push(c),
+                St::Double if c == '"' => st = St::PreValue,
+                St::Double if c == '\\' => st = St::DoubleEsc,
+                St::Double => val.push(c),
+                St::DoubleEsc => {
+                    st = St::Double;
+                    if matches!(c, '"' | '\\' | '`' | '$') {
+                        val.push(c);
+                    } else if c != '\n' {
+                        val.push('\\');
+                        val.push(c);
+                    }
+                }
+                St::Comment if c == '\\' => st = St::CommentEsc,
+                St::Comment if nl(c) => st = St::PreKey,
+                St::Comment => {}
+                St::CommentEsc => st = if nl(c) { St::PreKey } else { St::Comment },
+            }
+        }
+        if matches!(
+            st,
+            St::PreValue | St::Value | St::ValueEsc | St::Single | St::Double | St::DoubleEsc
+        ) {
+            if st == St::Value {
+                if let Some(n) = val_ws {
+                    val.truncate(n);
+                }
+            }
+            push(&mut key, &mut val, key_ws);
+        }
+        out
+    }
+
+    /// The variables `sh` reads from an environment file (`set -a; . FILE`), as the roles
+    /// read them, without anything from the caller's environment.
+    fn sh_env(file: &Path) -> BTreeMap<String, String> {
+        let o = std::process::Command::new("/usr/bin/env")
+            .args(["-i", "HOME=/home/nobody", "/bin/sh", "-c"])
+            .arg("set -a; . \"$1\"; set +a; exec /usr/bin/env -0")
+            .arg("sh")
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .split('\0')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| !matches!(*k, "HOME" | "PWD" | "OLDPWD" | "SHLVL" | "_"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_quote_round_trips_through_sh_and_systemd() {
+        let dir = std::env::temp_dir().join(format!("bosun-envq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tpl = dir.join("app.env.j2");
+        std::fs::write(&tpl, "# a comment\nK={{ v | env_quote }}\nAFTER=ok\n").unwrap();
+        let t = Templates::new();
+        for (i, v) in ENV_VALUES.iter().enumerate() {
+            let out = t.render_file(&tpl, &ctx(json!({ "v": v }))).unwrap();
+            let file = dir.join(format!("{i}.env"));
+            std::fs::write(&file, &out).unwrap();
+            let want = BTreeMap::from([("K".into(), v.to_string()), ("AFTER".into(), "ok".into())]);
+            assert_eq!(sh_env(&file), want, "sh reads {out:?}");
+            assert_eq!(systemd_env(&out), want, "systemd reads {out:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Plain words stay readable (and as `quote` wrote them); numbers are words too.
+        let c = ctx(json!({"n": 5432, "u": "https://api.example.com/graphql/"}));
+        assert_eq!(
+            t.render_str("{{ n | env_quote }} {{ u | env_quote }}", &c)
+                .unwrap(),
+            "5432 https://api.example.com/graphql/"
+        );
+        assert_eq!(env_quote("a b").unwrap(), "\"a b\"");
+        assert_eq!(env_quote("$`\"\\").unwrap(), "\"\\$\\`\\\"\\\\\"");
+        // What neither reader can carry is refused, without quoting the value.
+        for bad in ["\0", "\u{FDD0}", "\u{FFFE}", "\u{1FFFF}"] {
+            let e = env_quote(&format!("Qzv-{bad}")).unwrap_err();
+            assert!(!describe(&e).contains("Qzv"), "{}", describe(&e));
+        }
+        assert!(env_quote("\u{FEFF}ok").is_ok());
+        // Why not the shell's own quoting: systemd reads no escape inside single quotes,
+        // and keeps a backslash before what the shell would not escape.
+        assert_eq!(systemd_env("K='it'\\''s'\n")["K"], "it''s'");
+        assert_eq!(systemd_env("K=\"a$b\\n\"\n")["K"], "a$b\\n");
+    }
+
+    /// The repository's environment files, rendered with values that broke them before
+    /// (`KEY="{{ v }}"`), read back the same by sh and systemd.
+    #[test]
+    fn the_roles_env_files_read_back_exactly() {
+        let nasty = "k$HOME`id`\"q\"\\b'a #c";
+        let rsa = "-----BEGIN PRIVATE KEY-----\nMIIEvQ+/=\n-----END PRIVATE KEY-----";
+        let c = ctx(json!({
+            "saleor_db_user": "saleor", "saleor_db_password": nasty, "saleor_db_host": "10.0.0.5",
+            "saleor_db_port": 5432, "saleor_db_name": "saleor", "redis_password": nasty,
+            "saleor_redis_host": "10.0.0.6", "saleor_redis_port": 6379,
+            "saleor_secret_key": nasty, "saleor_rsa_private_key": format!("{rsa}\n"),
+            "saleor_allowed_hosts": "*", "saleor_allowed_client_hosts": "*",
+            "saleor_public_url": "http://lb/", "saleor_dashboard_url": "http://lb:9000/",
+            "saleor_default_from_email": "Shop <noreply@example.com>",
+            "saleor_static_root": "/opt/saleor/static", "saleor_extra_env": {"EXTRA": nasty},
+            "storefront_env": {"NEXT_PUBLIC_X": nasty, "PLAIN": "http://a:3000"},
+            "dashboard_api_url": "http://lb/graphql/", "dashboard_build_env": {"Y": nasty},
+        }));
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::temp_dir().join(format!("bosun-envf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Templates::new();
+        let mut read = BTreeMap::new();
+        for (i, f) in [
+            "templates/saleor/saleor.env.j2",
+            "templates/storefront/build-env.j2",
+            "templates/dashboard/build-env.j2",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let out = t.render_file(&repo.join(f), &c).unwrap();
+            let file = dir.join(format!("{i}.env"));
+            std::fs::write(&file, &out).unwrap();
+            let sh = sh_env(&file);
+            // Only the Saleor file is read by systemd too; the others must still parse.
+            assert_eq!(sh, systemd_env(&out), "{f}:\n{out}");
+            read.extend(sh);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let pct = "k%24HOME%60id%60%22q%22%5Cb%27a%20%23c";
+        for (k, v) in [
+            ("SECRET_KEY", nasty.to_string()),
+            ("RSA_PRIVATE_KEY", rsa.to_string()),
+            ("EXTRA", nasty.to_string()),
+            ("NEXT_PUBLIC_X", nasty.to_string()),
+            ("Y", nasty.to_string()),
+            ("PLAIN", "http://a:3000".to_string()),
+            ("API_URL", "http://lb/graphql/".to_string()),
+            (
+                "DEFAULT_FROM_EMAIL",
+                "Shop <noreply@example.com>".to_string(),
+            ),
+            ("DEBUG", "False".to_string()),
+            (
+                "DATABASE_URL",
+                format!("postgres://saleor:{pct}@10.0.0.5:5432/saleor"),
+            ),
+            (
+                "CELERY_BROKER_URL",
+                format!("redis://:{pct}@10.0.0.6:6379/2"),
+            ),
+        ] {
+            assert_eq!(read.get(k), Some(&v), "{k}");
+        }
+    }
+
+    #[test]
+    fn env_quoted_multi_line_secrets_are_redacted_line_by_line() {
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq+hkiG9w0\nAbCdEfGh$IjKl`MnOp\n-----END PRIVATE KEY-----";
+        let set = SecretSet::new(&[key.to_string()].into());
+        let t = Templates::with_secrets(set.clone());
+        let r = crate::redact::Redactor::shared(set);
+        let out = t
+            .render_str(
+                "A=1\nKEY={{ k | env_quote }}\nB=2\n",
+                &ctx(json!({ "k": key })),
+            )
+            .unwrap();
+        assert!(out.contains("AbCdEfGh\\$IjKl\\`MnOp"), "{out}");
+        let red = r.redact(&out);
+        assert!(
+            red.starts_with("A=1\nKEY=") && red.ends_with("\nB=2\n"),
+            "{red}"
+        );
+        for piece in ["MIIEvQIBADANBgkq", "AbCdEfGh", "IjKl", "MnOp"] {
+            assert!(!red.contains(piece), "`{piece}` left in {red}");
+        }
     }
 }

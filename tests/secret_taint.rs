@@ -207,3 +207,103 @@ fn derived_secrets_and_rotated_values_never_reach_the_output() {
         assert!(out.contains("+requirepass <redacted>"), "{out}");
     }
 }
+
+/// A `pg_role` password is sent as a SCRAM verifier, which is as good as the password to
+/// an offline attack: building the task (preflight does it for every host) registers the
+/// verifier with the run's secrets, one per built module, and nothing without a password.
+#[test]
+fn pg_role_verifiers_are_registered_as_secrets() {
+    let dir = tempdir("pg-verifier");
+    write_tree(
+        &dir,
+        &[
+            ("roles/site.yml", "- name: db\n  hosts: all\n  roles: [db]\n"),
+            (
+                "roles/db/tasks.yml",
+                "- name: app role\n  pg_role: {name: app, password: \"{{ db_pw }}\"}\n\
+                 - name: reader role\n  pg_role: {name: reader}\n",
+            ),
+            (
+                "inventory.yml",
+                &format!(
+                    "secrets:\n  db_pw: \"{PW}\"\nhosts:\n  h1: {{address: 127.0.0.2}}\n  h2: {{address: 127.0.0.3}}\n"
+                ),
+            ),
+        ],
+    );
+    let inv = bosun::inventory::Inventory::load(&dir.join("inventory.yml")).expect("inventory");
+    let site = bosun::site::Site::load(&dir.join("roles/site.yml")).expect("site");
+    let secrets = bosun::redact::SecretSet::new(&inv.secret_values);
+    let templates = bosun::template::Templates::with_secrets(secrets.clone());
+    let before = secrets.snapshot().len();
+    bosun::engine::preflight(&inv, &site, &Default::default(), &templates).expect("preflight");
+    // One verifier per host for the role with a password (each with its own salt).
+    assert_eq!(secrets.snapshot().len(), before + 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Command lines are readable by every local user (`/proc/PID/cmdline`, `ps`): no task or
+/// handler of the roles passes a password as an argument. redis-cli gets it from
+/// `REDISCLI_AUTH`; the `redis answers` check is run here against a stand-in redis-cli
+/// that answers PONG only when the password came in its environment and not in argv.
+#[test]
+fn roles_keep_passwords_off_command_lines() {
+    let site = bosun::site::Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
+    let mut redis_check = None;
+    for role in site.roles.values() {
+        for t in role.tasks.iter().chain(&role.handlers) {
+            let args = t.args.to_string();
+            for bad in ["--password", "--pass ", "--pass=", "--askpass", "sshpass"] {
+                assert!(!args.contains(bad), "{}: `{bad}` in {args}", t.name);
+            }
+            if args.contains("redis-cli") {
+                assert!(
+                    !args.contains(" -a ") && !args.contains("--user"),
+                    "{}: {args}",
+                    t.name
+                );
+                assert!(args.contains("REDISCLI_AUTH="), "{}: {args}", t.name);
+            }
+            if t.name == "redis answers" {
+                redis_check = t.args["command"].as_str().map(str::to_string);
+            }
+        }
+    }
+    let cmd = redis_check.expect("the redis role's `redis answers` handler");
+
+    let dir = tempdir("redis-auth");
+    let password = "s3cret with $HOME, `x` and \"quotes\"";
+    let conf = dir.join("redis.conf");
+    std::fs::write(&conf, format!("bind 127.0.0.1\nrequirepass {password}\n")).expect("conf");
+    write_tree(
+        &dir,
+        &[(
+            "bin/redis-cli",
+            "#!/bin/sh\n\
+             for a in \"$@\"; do [ \"$a\" = \"$WANT\" ] && { echo 'password in argv' >&2; exit 9; }; done\n\
+             [ \"$REDISCLI_AUTH\" = \"$WANT\" ] || { echo 'no REDISCLI_AUTH' >&2; exit 8; }\n\
+             echo PONG\n",
+        )],
+    );
+    let st = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(dir.join("bin/redis-cli"))
+        .status();
+    assert!(st.is_ok_and(|s| s.success()));
+    let cmd = cmd
+        .replace("{{ redis_port }}", "6379")
+        .replace("/etc/redis/redis.conf", &conf.display().to_string());
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = std::process::Command::new("/bin/sh")
+        .args(["-c", &cmd])
+        .env("PATH", path)
+        .env("WANT", password)
+        .output()
+        .expect("sh");
+    assert!(o.status.success(), "{cmd}: {:?}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -393,6 +393,8 @@ pub fn expand(
             message: format!("task `{}`: {}", task.name, e.message),
             hint: e.hint,
         })?;
+        // What the module derived from a secret (a password's verifier) is secret too.
+        templates.secrets().add(module.secrets());
         out.push(ItemOutcome::Run(Unit {
             task: idx,
             label,

@@ -236,6 +236,14 @@ pub trait Module: Send + Sync + Sized + 'static {
     fn apply_guard(&self) -> Option<String> {
         None
     }
+
+    /// Values the module makes from its arguments that are as good as a secret (a
+    /// password's SCRAM verifier). The engine adds them to the run's secrets when it
+    /// builds the module, so they are redacted wherever they would show (`-vv` scripts,
+    /// errors, JSON output) before any of them can.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Object-safe face of [`Module`], so the engine can hold a list of mixed modules.
@@ -249,6 +257,7 @@ pub trait DynModule: Send + Sync {
     fn path_probe(&self) -> Option<(&str, Option<&str>)>;
     fn applied_effects(&self, action: &(dyn Any + Send + Sync)) -> Effects;
     fn apply_guard(&self) -> Option<String>;
+    fn secrets(&self) -> Vec<String>;
 }
 
 struct Named<M> {
@@ -307,6 +316,10 @@ impl<M: Module> DynModule for Named<M> {
 
     fn apply_guard(&self) -> Option<String> {
         self.module.apply_guard()
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.module.secrets()
     }
 }
 

@@ -9,8 +9,12 @@
 //!
 //! Passwords are compared without ever sending or storing them in clear: the probe reads
 //! the role's SCRAM-SHA-256 verifier from `pg_authid`, and the plan recomputes it locally
-//! from the declared password and the verifier's salt. SQL carrying a password reaches
-//! `psql` on its stdin, never on a command line.
+//! from the declared password and the verifier's salt. Setting one sends a verifier made
+//! here (`PASSWORD 'SCRAM-SHA-256$...'`, which PostgreSQL stores as it is), so the password
+//! itself never reaches the server, its statement log or `pg_stat_activity`. The verifier
+//! is as good as the password to an offline attack: it is registered as a secret of the
+//! run ([`Module::secrets`]) and travels like the password did, in SQL on `psql`'s stdin,
+//! never on a command line.
 
 use super::{parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use crate::shell::quote;
@@ -133,6 +137,18 @@ struct RoleArgs {
 #[derive(Debug)]
 pub struct PgRole {
     a: RoleArgs,
+    /// The verifier `apply` sends, made once so that the one registered as a secret is the
+    /// one in the SQL.
+    verifier: Option<Verifier>,
+}
+
+/// A SCRAM-SHA-256 verifier; never shown by `Debug`.
+struct Verifier(String);
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier(<redacted>)")
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -149,7 +165,20 @@ impl PgRole {
         if a.password.as_deref().is_some_and(|p| p.contains('\0')) {
             return Err(ArgError::new("pg_role: password contains a NUL byte"));
         }
-        Ok(PgRole { a })
+        // PostgreSQL and libpq hash the SASLprep form of a password (RFC 4013: NFKC,
+        // non-ASCII spaces mapped, some characters dropped), which bosun does not compute.
+        // For ASCII it is the password itself; anything else could make a verifier no
+        // client can log in with.
+        if a.password.as_deref().is_some_and(|p| !p.is_ascii()) {
+            return Err(
+                ArgError::new("pg_role: password has non-ASCII characters").hint(
+                    "bosun computes the SCRAM verifier itself and does not apply SASLprep \
+                     normalization to non-ASCII passwords: use an ASCII password",
+                ),
+            );
+        }
+        let verifier = a.password.as_deref().map(|p| Verifier(scram_verifier(p)));
+        Ok(PgRole { a, verifier })
     }
 
     fn attrs(&self) -> String {
@@ -247,22 +276,15 @@ impl Module for PgRole {
 
     fn apply(&self, action: &RoleAction) -> String {
         let n = &self.a.name;
-        let pw = |set: bool| match (&self.a.password, set) {
-            (Some(p), true) => format!(" PASSWORD {}", lit(p)),
+        // A pre-hashed verifier is stored as it is, whatever `password_encryption` says.
+        let pw = |set: bool| match (&self.verifier, set) {
+            (Some(v), true) => format!(" PASSWORD {}", lit(&v.0)),
             _ => String::new(),
         };
         let sql = match action {
-            RoleAction::Create => format!(
-                "SET password_encryption = 'scram-sha-256';\nCREATE ROLE {n} {}{};",
-                self.attrs(),
-                pw(true)
-            ),
+            RoleAction::Create => format!("CREATE ROLE {n} {}{};", self.attrs(), pw(true)),
             RoleAction::Alter { password } => {
-                format!(
-                    "SET password_encryption = 'scram-sha-256';\nALTER ROLE {n} {}{};",
-                    self.attrs(),
-                    pw(*password)
-                )
+                format!("ALTER ROLE {n} {}{};", self.attrs(), pw(*password))
             }
             RoleAction::Drop => format!("DROP ROLE {n};"),
         };
@@ -279,6 +301,31 @@ impl Module for PgRole {
     fn slow_probe(&self) -> bool {
         true
     }
+
+    /// The verifier: whoever reads it can try passwords against it offline.
+    fn secrets(&self) -> Vec<String> {
+        self.verifier.iter().map(|v| v.0.clone()).collect()
+    }
+}
+
+/// Iterations of a verifier made here: PostgreSQL's default (`scram_iterations`).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// A new SCRAM-SHA-256 verifier for `password`, as PostgreSQL stores one
+/// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64; RFC 5802 and
+/// RFC 7677), with 16 random bytes of salt as PostgreSQL makes them.
+fn scram_verifier(password: &str) -> String {
+    use rand::RngCore;
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let (stored, server) = scram_keys(password, &salt, SCRAM_ITERATIONS);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${SCRAM_ITERATIONS}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored),
+        b64.encode(server)
+    )
 }
 
 /// Whether `password` matches a stored `SCRAM-SHA-256$iter:salt$StoredKey:ServerKey`.
@@ -508,26 +555,101 @@ mod tests {
         PgRole::from_args(v).expect("args")
     }
 
+    /// The verifier in an apply script (`PASSWORD '...'`).
+    fn sent_verifier(sql: &str) -> &str {
+        let at = sql.find("PASSWORD '").expect("a PASSWORD clause") + "PASSWORD '".len();
+        let len = sql[at..].find('\'').expect("a closing quote");
+        &sql[at..at + len]
+    }
+
     #[test]
-    fn missing_role_is_created_with_password_on_stdin() {
-        let m = role(json!({"name": "saleor", "password": "pw'x"}));
+    fn missing_role_is_created_with_a_verifier_on_stdin() {
+        let pw = "pw'x-Plain7ext";
+        let m = role(json!({"name": "saleor", "password": pw}));
         match m.plan(&Observed::stdout("recovery=f\n")).unwrap() {
             Plan::Change(c) => {
                 assert_eq!(c.action, RoleAction::Create);
                 let sql = m.apply(&c.action);
                 assert!(
-                    sql.contains(
-                        "CREATE ROLE saleor LOGIN NOSUPERUSER NOREPLICATION PASSWORD 'pw''x';"
-                    ),
+                    sql.contains("CREATE ROLE saleor LOGIN NOSUPERUSER NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:"),
                     "{sql}"
                 );
+                assert!(!sql.contains("Plain7ext"), "plaintext sent: {sql}");
+                assert!(!sql.contains("pw''x"), "plaintext sent: {sql}");
+                let v = sent_verifier(&sql);
+                assert!(scram_matches(v, pw), "{v}");
+                assert!(!scram_matches(v, "pw'x-Plain7exT"));
+                // The verifier is what the module declares secret.
+                assert_eq!(m.secrets(), vec![v.to_string()]);
                 assert!(
                     sql.contains("-f - <<'BOSUN_EOF'"),
-                    "password travels on stdin"
+                    "the verifier travels on stdin"
                 );
             }
             p => panic!("{p:?}"),
         }
+        // Without a password, no verifier and nothing secret.
+        let m = role(json!({"name": "reader"}));
+        let sql = m.apply(&RoleAction::Create);
+        assert!(!sql.contains("PASSWORD"), "{sql}");
+        assert!(m.secrets().is_empty());
+    }
+
+    #[test]
+    fn verifiers_have_postgres_shape_and_fresh_salts() {
+        let b = base64::engine::general_purpose::STANDARD;
+        let (a, c) = (scram_verifier("same-pw"), scram_verifier("same-pw"));
+        assert_ne!(a, c, "two verifiers share a salt");
+        for v in [&a, &c] {
+            assert!(scram_matches(v, "same-pw"), "{v}");
+            let rest = v.strip_prefix("SCRAM-SHA-256$4096:").expect("prefix");
+            let (salt, keys) = rest.split_once('$').expect("keys");
+            assert_eq!(b.decode(salt).unwrap().len(), 16);
+            let (stored, server) = keys.split_once(':').expect("two keys");
+            assert_eq!(b.decode(stored).unwrap().len(), 32);
+            assert_eq!(b.decode(server).unwrap().len(), 32);
+        }
+        let salt = |v: &str| v.split(['$', ':']).nth(2).map(str::to_string);
+        assert_ne!(salt(&a), salt(&c));
+        // Each module made from the same arguments sends its own.
+        let args = json!({"name": "saleor", "password": "pw"});
+        let (m1, m2) = (role(args.clone()), role(args));
+        let (s1, s2) = (m1.apply(&RoleAction::Create), m2.apply(&RoleAction::Create));
+        assert_ne!(sent_verifier(&s1), sent_verifier(&s2));
+        // Debug output (error reports) never shows it.
+        assert!(!format!("{m1:?}").contains(sent_verifier(&s1)));
+    }
+
+    #[test]
+    fn alter_sends_a_verifier_only_when_the_password_differs() {
+        let m = role(json!({"name": "saleor", "password": "n3w-pw", "superuser": true}));
+        let sql = m.apply(&RoleAction::Alter { password: true });
+        assert!(
+            sql.contains(
+                "ALTER ROLE saleor LOGIN SUPERUSER NOREPLICATION PASSWORD 'SCRAM-SHA-256$"
+            ),
+            "{sql}"
+        );
+        assert!(!sql.contains("n3w-pw"), "{sql}");
+        assert!(scram_matches(sent_verifier(&sql), "n3w-pw"));
+        let sql = m.apply(&RoleAction::Alter { password: false });
+        assert!(
+            sql.contains("ALTER ROLE saleor LOGIN SUPERUSER NOREPLICATION;"),
+            "{sql}"
+        );
+        // What was sent is what the next probe reads back: nothing to do then.
+        let sent = sent_verifier(&m.apply(&RoleAction::Create)).to_string();
+        let obs = Observed::stdout(&format!("recovery=f\nrole=110\nverifier={sent}\n"));
+        assert!(matches!(m.plan(&obs).unwrap(), Plan::Unchanged { .. }));
+    }
+
+    #[test]
+    fn non_ascii_passwords_are_refused() {
+        // PostgreSQL would hash their SASLprep form (here: NFKC makes `ﬁ` `fi`).
+        let e = PgRole::from_args(json!({"name": "x", "password": "ﬁle-pw"})).unwrap_err();
+        assert!(e.message.contains("non-ASCII"), "{}", e.message);
+        assert!(!e.message.contains("ﬁle-pw"));
+        assert!(PgRole::from_args(json!({"name": "x", "password": "a\u{0}b"})).is_err());
     }
 
     #[test]
