@@ -286,11 +286,10 @@ fn balancer_refuses_superuser_plain_tcp_and_anonymous_stats() {
     let (o, _) = converge(&["--limit", "postgres,balancers"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    assert_eq!(
-        connect("saleor", APP_PASSWORD, "require").as_deref(),
-        Ok("t"),
-        "the application role over TLS"
-    );
+    // Patroni applies a reloaded configuration on its next cycle (loop_wait).
+    let live = wait_until("TLS through the balancer", Duration::from_secs(40), || {
+        connect("saleor", APP_PASSWORD, "require").as_deref() == Ok("t")
+    });
     let plain = connect("saleor", APP_PASSWORD, "disable").expect_err("plain TCP refused");
     assert!(
         plain.contains("no encryption") || plain.contains("pg_hba.conf"),
@@ -325,7 +324,8 @@ fn balancer_refuses_superuser_plain_tcp_and_anonymous_stats() {
         "bosun status reads the stats page with the password: {v}"
     );
     println!(
-        "DRILL access: superuser via lb refused ({}); plain TCP refused ({}); stats page {anonymous} without credentials, {with_password} with them",
+        "DRILL access: TLS live {:.1}s after the converge; superuser via lb refused ({}); plain TCP refused ({}); stats page {anonymous} without credentials, {with_password} with them",
+        live.as_secs_f64(),
         su.lines().next().unwrap_or(""),
         plain.lines().next().unwrap_or("")
     );
