@@ -1070,7 +1070,7 @@ mod tests {
             ("DEBUG", "False".to_string()),
             (
                 "DATABASE_URL",
-                format!("postgres://saleor:{pct}@10.0.0.5:5432/saleor"),
+                format!("postgres://saleor:{pct}@10.0.0.5:5432/saleor?sslmode=require"),
             ),
             (
                 "CELERY_BROKER_URL",
