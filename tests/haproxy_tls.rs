@@ -135,6 +135,7 @@ fn the_site_expands_with_a_self_signed_or_a_secret_certificate() {
         json!({}),
         json!({ "haproxy_https_redirect": true }),
         json!({ "haproxy_tls_pem": "-----BEGIN CERTIFICATE-----\n...\n", "haproxy_tls_names": ["shop.example.com", "203.0.113.7"] }),
+        json!({ "haproxy_acme_domains": ["shop.example.com", "www.example.com"], "haproxy_acme_email": "ops@example.com" }),
     ] {
         let opts = bosun::engine::RunOptions {
             extra_vars: extra(e.clone()),
@@ -294,4 +295,145 @@ fn self_signed_certificate_is_made_whole_and_checked_like_a_secret_one() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn acme_route_only_with_domains_and_never_redirected() {
+    let cfg = haproxy_cfg(Map::new());
+    assert!(!cfg.contains("acme"), "{cfg}");
+    let cfg = haproxy_cfg(extra(json!({
+        "haproxy_acme_domains": ["shop.example.com"],
+        "haproxy_https_redirect": true,
+    })));
+    let api = frontend(&cfg, "saleor_api");
+    let dash = frontend(&cfg, "dashboard");
+    assert!(
+        api.contains(&"    acl acme path_beg /.well-known/acme-challenge/"),
+        "{api:?}"
+    );
+    assert!(
+        api.contains(&"    http-request redirect location https://%[req.hdr(host),field(1,:)]%[capture.req.uri] code 301 if !{ ssl_fc } !acme"),
+        "{api:?}"
+    );
+    assert!(api.contains(&"    use_backend acme if acme"), "{api:?}");
+    assert!(!dash.iter().any(|l| l.contains("acme")), "{dash:?}");
+    assert_eq!(cfg.matches("\nbackend acme\n").count(), 1, "{cfg}");
+    assert!(cfg.contains("    server certbot 127.0.0.1:8888\n"), "{cfg}");
+}
+
+/// The ACME tasks as they render for two names: certbot's command, the guard that compares
+/// the live certificate's names with the list, and the deploy hook (run here with
+/// stand-ins for `chown` and `systemctl`).
+#[test]
+fn acme_certbot_command_name_guard_and_deploy_hook() {
+    let (inv, site) = lab();
+    let dir = tempdir("acme");
+    let certs = dir.join("certs");
+    std::fs::create_dir(&certs).expect("certs dir");
+    let t = Templates::new();
+    let e = extra(json!({
+        "haproxy_tls_dir": certs.display().to_string(),
+        "haproxy_acme_domains": ["shop.example.com", "www.example.com"],
+    }));
+    let scope = lb_scope(&inv, &site, &e, &t);
+    let ctx = scope.context();
+    let task = haproxy_task(&site, "certificate from ACME");
+    let cmd = t
+        .render_str(task.args["cmd"].as_str().unwrap(), &ctx)
+        .unwrap();
+    for want in [
+        "systemctl reload-or-restart haproxy && certbot certonly --non-interactive --agree-tos --register-unsafely-without-email",
+        "--standalone --http-01-address 127.0.0.1 --http-01-port 8888",
+        "--cert-name shop.example.com -d shop.example.com -d www.example.com --deploy-hook /usr/local/sbin/haproxy-acme-deploy",
+    ] {
+        assert!(cmd.contains(want), "`{want}` in {cmd}");
+    }
+    let unless = t
+        .render_str(task.args["unless"].as_str().unwrap(), &ctx)
+        .unwrap();
+    let live = dir.join("live");
+    let unless = unless.replace("/etc/letsencrypt/live", &live.display().to_string());
+    let lineage = live.join("shop.example.com");
+    std::fs::create_dir_all(&lineage).unwrap();
+    let issue = |names: &str| {
+        let o = sh(
+            &format!(
+                "cd {} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=shop.example.com -addext subjectAltName={names} -keyout privkey.pem -out cert.pem 2>/dev/null && cp cert.pem fullchain.pem",
+                lineage.display()
+            ),
+            None,
+        );
+        assert!(o.status.success(), "{:?}", text(&o));
+    };
+    let covered = || sh(&unless, None).status.success();
+    assert!(!covered(), "no certificate yet: certbot runs");
+    issue("DNS:shop.example.com");
+    assert!(!covered(), "a name is missing: certbot runs again");
+    issue("DNS:shop.example.com,DNS:www.example.com");
+    assert!(covered(), "every name covered: nothing to do");
+    issue("DNS:www.example.com,DNS:shop.example.com.evil.test");
+    assert!(!covered(), "names match whole, not as prefixes");
+
+    // The deploy hook: chain then key into haproxy_tls_cert, whole, then a reload.
+    let hook = haproxy_task(&site, "certbot deploy hook");
+    let script = t
+        .render_str(hook.args["content"].as_str().unwrap(), &ctx)
+        .unwrap();
+    issue("DNS:shop.example.com,DNS:www.example.com");
+    write_tree(
+        &dir,
+        &[
+            ("hook", &script),
+            (
+                "bin/chown",
+                "#!/bin/sh\necho \"chown $*\" >> \"$(dirname \"$0\")/../calls.log\"\n",
+            ),
+            (
+                "bin/systemctl",
+                "#!/bin/sh\necho \"systemctl $*\" >> \"$(dirname \"$0\")/../calls.log\"\n",
+            ),
+        ],
+    );
+    let o = sh(
+        &format!(
+            "chmod +x {d}/bin/chown {d}/bin/systemctl {d}/hook && RENEWED_LINEAGE={l} {d}/hook",
+            d = dir.display(),
+            l = lineage.display()
+        ),
+        Some(&dir.join("bin")),
+    );
+    assert!(o.status.success(), "{script}\n{:?}", text(&o));
+    let pem = std::fs::read_to_string(certs.join("site.pem")).expect("site.pem written");
+    let key = std::fs::read_to_string(lineage.join("privkey.pem")).unwrap();
+    let chain = std::fs::read_to_string(lineage.join("fullchain.pem")).unwrap();
+    assert_eq!(pem, chain + &key, "chain, then key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(certs.join("site.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    let calls = std::fs::read_to_string(dir.join("calls.log")).unwrap();
+    assert!(calls.starts_with("chown root:haproxy "), "{calls}");
+    assert!(calls.ends_with("systemctl reload haproxy\n"), "{calls}");
+    let left: Vec<_> = std::fs::read_dir(&certs).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temp file left");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The secret and ACME would overwrite each other's certificate: the role refuses both.
+#[test]
+fn a_secret_certificate_and_acme_exclude_each_other() {
+    let (_, site) = lab();
+    let task = haproxy_task(&site, "haproxy_tls_pem and haproxy_acme_domains");
+    assert_eq!(
+        task.when,
+        vec!["haproxy_tls_pem is defined and haproxy_acme_domains | length > 0".to_string()]
+    );
+    let argv: Vec<String> = serde_json::from_value(task.args["argv"].clone()).unwrap();
+    let o = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not both"));
+    let first = &site.roles["haproxy"].tasks[0];
+    assert_eq!(first.name, task.name, "checked before anything is written");
 }
