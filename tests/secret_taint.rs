@@ -292,7 +292,7 @@ fn roles_keep_passwords_off_command_lines() {
     assert!(st.is_ok_and(|s| s.success()));
     let cmd = cmd
         .replace("{{ redis_port }}", "6379")
-        .replace("/etc/redis/redis.conf", &conf.display().to_string());
+        .replace("/etc/redis/bosun.conf", &conf.display().to_string());
     let path = format!(
         "{}:{}",
         dir.join("bin").display(),
