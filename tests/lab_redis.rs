@@ -26,7 +26,7 @@ fn cli(host: &str, args: &str) -> (i32, String) {
     lab_ssh(
         host,
         &format!(
-            ". /etc/redis/bosun-redis.env && REDISCLI_AUTH=\"$REDIS_PASSWORD\" timeout 5 redis-cli --raw -h 127.0.0.1 -p 6379 {args}"
+            ". /etc/default/bosun-redis && REDISCLI_AUTH=\"$REDIS_PASSWORD\" timeout 5 redis-cli --raw -h 127.0.0.1 -p 6379 {args}"
         ),
     )
 }

@@ -95,7 +95,7 @@ fn balancer_sends_redis_clients_to_the_master_only() {
 
 /// A scratch "host": the helper's settings file, its redis.conf, and a bin/ with a
 /// stand-in redis-cli (answers from STATE/ADDR:PORT.{sentinel,info}; no file: the address
-/// does not answer) and chown (there is no redis user here).
+/// does not answer) and runuser (there is no redis user here: the command runs as is).
 struct Helper {
     dir: PathBuf,
 }
@@ -125,10 +125,13 @@ impl Helper {
                      [ -f \"$f\" ] || { echo \"Could not connect to Redis at $h:$p: Connection refused\" >&2; exit 1; }\n\
                      cat \"$f\"\n",
                 ),
-                ("bin/chown", "#!/bin/sh\nexit 0\n"),
+                (
+                    "bin/runuser",
+                    "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done\nshift\nexec \"$@\"\n",
+                ),
             ],
         );
-        for b in ["bin/redis-cli", "bin/chown"] {
+        for b in ["bin/redis-cli", "bin/runuser"] {
             let st = Command::new("chmod").arg("+x").arg(dir.join(b)).status();
             assert!(st.is_ok_and(|s| s.success()));
         }
