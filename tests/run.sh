@@ -34,7 +34,7 @@ summary() {
 trap summary EXIT
 
 install_deps() {
-    local pkgs=(openssh-server openssh-client python3-venv debootstrap systemd-container iptables iproute2 curl ca-certificates postgresql-client)
+    local pkgs=(openssh-server openssh-client python3-venv debootstrap systemd-container iptables iproute2 curl ca-certificates openssl postgresql-client)
     command -v npm >/dev/null || pkgs+=(nodejs npm)
     command -v cc >/dev/null || pkgs+=(build-essential)
     local missing=()
@@ -70,6 +70,8 @@ lab_release() {
     stage "[$os] lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab application tier" cargo test --release --test lab_app -- --ignored --test-threads 1 --nocapture
+    stage "[$os] lab https" cargo test --release --test lab_tls -- --ignored --test-threads 1 --nocapture
+    stage "[$os] lab redis failover drill" cargo test --release --test lab_redis -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab jump hosts (pg via lb)" cargo test --release --test lab_jump -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab faults (power-off mid-play)" cargo test --release --test lab_faults -- --ignored --test-threads 1 --nocapture
     # The benchmark's short form (bosun only, the seven lab hosts, one round) so it cannot

@@ -270,6 +270,21 @@ fn roles_keep_passwords_off_command_lines() {
         }
     }
     let cmd = redis_check.expect("the redis role's `redis answers` handler");
+    // The role's replication helper calls redis-cli itself: the password in its
+    // environment there too.
+    let helper = std::fs::read_to_string(repo().join("roles/redis/files/bosun-redis"))
+        .expect("roles/redis/files/bosun-redis");
+    let calls: Vec<&str> = helper
+        .lines()
+        .filter(|l| l.contains("redis-cli ") && !l.trim_start().starts_with('#'))
+        .collect();
+    assert!(!calls.is_empty());
+    for l in calls {
+        assert!(
+            l.contains("REDISCLI_AUTH=") && !l.contains(" -a ") && !l.contains("--pass"),
+            "bosun-redis: {l}"
+        );
+    }
 
     let dir = tempdir("redis-auth");
     let password = "s3cret with $HOME, `x` and \"quotes\"";
@@ -292,7 +307,7 @@ fn roles_keep_passwords_off_command_lines() {
     assert!(st.is_ok_and(|s| s.success()));
     let cmd = cmd
         .replace("{{ redis_port }}", "6379")
-        .replace("/etc/redis/redis.conf", &conf.display().to_string());
+        .replace("/etc/redis/bosun.conf", &conf.display().to_string());
     let path = format!(
         "{}:{}",
         dir.join("bin").display(),
