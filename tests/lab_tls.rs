@@ -268,9 +268,11 @@ fn https_serves_the_api_and_dashboard_and_the_redirect_switches() {
         "HTTPS unchanged: {err}"
     );
     // Health checks go to the servers directly, so the redirect cannot take them down.
-    assert!(
-        backends_up(),
-        "saleor_api and dashboard backends UP with the redirect on"
+    // (Right after the reload the new worker's checks have not all run yet.)
+    wait_until(
+        "saleor_api and dashboard backends UP with the redirect on",
+        Duration::from_secs(30),
+        backends_up,
     );
 
     // Off again: plain HTTP is served as before.
