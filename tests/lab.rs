@@ -8,14 +8,6 @@ use serde_json::Value;
 
 const HOSTS: [&str; 7] = ["lb", "saleor", "storefront", "pg1", "pg2", "pg3", "etcd"];
 
-fn converge(extra: &[&str]) -> (std::process::Output, Vec<Value>) {
-    let mut args = vec!["converge", "-i", "inventory/lab.yml", "--output", "json"];
-    args.extend_from_slice(extra);
-    let o = bosun(&repo(), &args);
-    let evs = events(&o);
-    (o, evs)
-}
-
 fn recap(evs: &[Value]) -> Value {
     evs.iter()
         .find(|e| e["event"] == "recap")
@@ -27,7 +19,7 @@ fn recap(evs: &[Value]) -> Value {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn seven_hosts_converge_and_are_healthy() {
     let t0 = std::time::Instant::now();
-    let (o, evs) = converge(&[]);
+    let (o, evs) = lab_converge(&[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "converge failed:\n{out}\n{err}");
     println!(
@@ -60,7 +52,7 @@ fn seven_hosts_converge_and_are_healthy() {
     }
 
     let t0 = std::time::Instant::now();
-    let (o, evs) = converge(&[]);
+    let (o, evs) = lab_converge(&[]);
     assert!(o.status.success());
     println!(
         "no-op converge of the lab: {:.2}s",
@@ -87,11 +79,11 @@ fn seven_hosts_converge_and_are_healthy() {
 #[test]
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn a_stopped_unit_is_started_again_and_reported() {
-    let (o, _) = converge(&["-l", "etcd"]);
+    let (o, _) = lab_converge(&["-l", "etcd"]);
     assert!(o.status.success(), "converged first: {:?}", text(&o));
     let (rc, _) = lab_ssh("etcd", "systemctl stop prometheus-node-exporter");
     assert_eq!(rc, 0);
-    let (o, evs) = converge(&["-l", "etcd"]);
+    let (o, evs) = lab_converge(&["-l", "etcd"]);
     assert!(o.status.success(), "{:?}", text(&o));
     let changed: Vec<&Value> = evs
         .iter()
@@ -106,7 +98,7 @@ fn a_stopped_unit_is_started_again_and_reported() {
 #[test]
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn plan_on_the_lab_shows_a_hand_edit() {
-    let (o, _) = converge(&["-l", "lb"]);
+    let (o, _) = lab_converge(&["-l", "lb"]);
     assert!(o.status.success(), "converged first: {:?}", text(&o));
     let (rc, _) = lab_ssh("lb", "echo 'edited by hand' > /etc/motd");
     assert_eq!(rc, 0);
@@ -116,7 +108,7 @@ fn plan_on_the_lab_shows_a_hand_edit() {
     assert!(out.contains("-edited by hand"), "{out}");
     let (_, motd) = lab_ssh("lb", "cat /etc/motd");
     assert_eq!(motd, "edited by hand", "plan changed nothing");
-    let (o, _) = converge(&["-l", "lb"]);
+    let (o, _) = lab_converge(&["-l", "lb"]);
     assert!(o.status.success());
     let (_, motd) = lab_ssh("lb", "cat /etc/motd");
     assert!(motd.contains("managed by bosun"), "{motd}");

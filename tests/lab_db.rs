@@ -15,14 +15,12 @@ fn run(args: &[&str]) -> std::process::Output {
     bosun(&repo(), args)
 }
 
-/// One statement through libpq's psql as the application role.
-fn psql(host: &str, sql: &str) -> Result<String, String> {
+/// One statement through libpq's psql: Ok(its output) or Err(its error).
+fn libpq(conninfo: &str, password: &str, sql: &str) -> Result<String, String> {
     let o = Command::new("psql")
-        .arg(format!(
-            "host={host} port=5432 user=saleor dbname=saleor connect_timeout=2"
-        ))
+        .arg(conninfo)
         .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGPASSWORD", APP_PASSWORD)
+        .env("PGPASSWORD", password)
         .output()
         .map_err(|e| format!("psql: {e} (apt-get install postgresql-client)"))?;
     if o.status.success() {
@@ -30,6 +28,15 @@ fn psql(host: &str, sql: &str) -> Result<String, String> {
     } else {
         Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
     }
+}
+
+/// One statement as the application role.
+fn psql(host: &str, sql: &str) -> Result<String, String> {
+    libpq(
+        &format!("host={host} port=5432 user=saleor dbname=saleor connect_timeout=2"),
+        APP_PASSWORD,
+        sql,
+    )
 }
 
 fn cluster() -> Vec<Value> {
@@ -49,21 +56,6 @@ fn leader(members: &[Value]) -> Option<String> {
 fn is_replicating(m: &Value) -> bool {
     matches!(m["role"].as_str(), Some("replica" | "sync_standby"))
         && matches!(m["state"].as_str(), Some("running" | "streaming"))
-}
-
-fn converge(extra: &[&str]) -> (std::process::Output, Vec<Value>) {
-    let mut args = vec!["converge", "-i", "inventory/lab.yml", "--output", "json"];
-    args.extend_from_slice(extra);
-    let o = run(&args);
-    let evs = events(&o);
-    (o, evs)
-}
-
-fn changed_tasks(evs: &[Value]) -> Value {
-    evs.iter()
-        .find(|e| e["event"] == "recap")
-        .map(|r| r["changed_tasks"].clone())
-        .unwrap_or(Value::Null)
 }
 
 /// What a client committing one row at a time through lb:5432 saw during a disruption.
@@ -155,7 +147,7 @@ fn drill(disrupt: impl FnOnce(), done: impl Fn(&Drill) -> bool + Send + 'static)
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn database_tier_replicates_fails_over_and_rejoins() {
     // 1. Converged (the lab tests converged the site already; this is then a no-op).
-    let (o, _) = converge(&[]);
+    let (o, _) = lab_converge(&[]);
     assert!(o.status.success(), "{:?}", text(&o));
 
     // One leader, two replicas.
@@ -241,7 +233,7 @@ fn database_tier_replicates_fails_over_and_rejoins() {
     );
 
     // 4. A converge afterwards changes nothing.
-    let (o, evs) = converge(&[]);
+    let (o, evs) = lab_converge(&[]);
     assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(
         changed_tasks(&evs),
@@ -254,7 +246,7 @@ fn database_tier_replicates_fails_over_and_rejoins() {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn wrong_etcd_address_or_bad_patroni_variable_fails_clearly() {
     let t0 = Instant::now();
-    let (o, _) = converge(&[
+    let (o, _) = lab_converge(&[
         "-l",
         "pg2",
         "-e",
@@ -271,7 +263,7 @@ fn wrong_etcd_address_or_bad_patroni_variable_fails_clearly() {
         "fails in bounded time, not a hang"
     );
 
-    let (o, _) = converge(&["-l", "pg2", "-e", "patroni_loop_wait=nonsense"]);
+    let (o, _) = lab_converge(&["-l", "pg2", "-e", "patroni_loop_wait=nonsense"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(
@@ -305,23 +297,13 @@ fn firewall_is_loaded_and_ssh_survives() {
 
 /// One libpq connection attempt through the balancer: Ok(stdout) or Err(stderr).
 fn connect(user: &str, password: &str, sslmode: &str) -> Result<String, String> {
-    let o = Command::new("psql")
-        .arg(format!(
+    libpq(
+        &format!(
             "host={LB} port=5432 user={user} dbname=saleor connect_timeout=3 sslmode={sslmode}"
-        ))
-        .args([
-            "-XAtq",
-            "-c",
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        ])
-        .env("PGPASSWORD", password)
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
-    if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
-    }
+        ),
+        password,
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
 }
 
 /// Issue 13's access drill: through HAProxy:5432 only TLS, only application roles; the
@@ -329,7 +311,7 @@ fn connect(user: &str, password: &str, sslmode: &str) -> Result<String, String> 
 #[test]
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn balancer_refuses_superuser_plain_tcp_and_anonymous_stats() {
-    let (o, _) = converge(&["--limit", "postgres,balancers"]);
+    let (o, _) = lab_converge(&["--limit", "postgres,balancers"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Patroni applies a reloaded configuration on its next cycle (loop_wait).
@@ -384,7 +366,7 @@ fn balancer_refuses_superuser_plain_tcp_and_anonymous_stats() {
 #[test]
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn etcd_host_loss_and_rolling_restart_keep_writes_going() {
-    let (o, _) = converge(&[]);
+    let (o, _) = lab_converge(&[]);
     assert!(o.status.success(), "{:?}", text(&o));
 
     // The etcd host killed: its two peers keep the quorum, Patroni keeps its leader.
@@ -441,7 +423,7 @@ fn etcd_host_loss_and_rolling_restart_keep_writes_going() {
         let slot = converged.clone();
         let d = drill(
             move || {
-                let (o, evs) = converge(&["--limit", "postgres", "-e", &extra]);
+                let (o, evs) = lab_converge(&["--limit", "postgres", "-e", &extra]);
                 *slot.lock().expect("lock") = Some((o, evs));
             },
             {

@@ -108,24 +108,7 @@ fn balancer_redis() -> Vec<(String, String)> {
 }
 
 fn converge_redis() -> (std::process::Output, Vec<Value>) {
-    let o = run(&[
-        "converge",
-        "-i",
-        "inventory/lab.yml",
-        "--limit",
-        "cache,redis_sentinels,balancers",
-        "--output",
-        "json",
-    ]);
-    let evs = events(&o);
-    (o, evs)
-}
-
-fn changed_tasks(evs: &[Value]) -> Value {
-    evs.iter()
-        .find(|e| e["event"] == "recap")
-        .map(|r| r["changed_tasks"].clone())
-        .unwrap_or(Value::Null)
+    lab_converge(&["--limit", "cache,redis_sentinels,balancers"])
 }
 
 /// The fixture's own Celery round trip: a task sent through the broker (Redis, through
@@ -226,14 +209,35 @@ fn redis_primary_stopped_saleor_follows_the_promoted_replica() {
         format!("written-on-{old}"),
         "the new primary has the data"
     );
-    let celery = wait_until(
-        "Celery round trip through the new primary",
-        Duration::from_secs(120),
-        celery_answers,
-    );
+    // The Celery worker: seen on the lab, it keeps its broker connections after HAProxy
+    // closed them (CLOSE-WAIT) and takes no new task, so after a failover it is restarted
+    // (README, "Redis failover"). The drill reports which case it met, and asserts that the
+    // worker works through the new primary either way.
+    let t1 = Instant::now();
+    let mut by_itself = false;
+    while t1.elapsed() < Duration::from_secs(60) {
+        if celery_answers() {
+            by_itself = true;
+            break;
+        }
+    }
+    if !by_itself {
+        let (rc, _) = lab_ssh("saleor", "systemctl restart saleor-worker");
+        assert_eq!(rc, 0, "restart saleor-worker");
+        wait_until(
+            "Celery round trip through the new primary after a worker restart",
+            Duration::from_secs(120),
+            celery_answers,
+        );
+    }
     println!(
-        "DRILL redis: Celery worked again {:.1}s after Saleor answered",
-        celery.as_secs_f64()
+        "DRILL redis: Celery worked again {:.1}s after Saleor answered ({})",
+        t1.elapsed().as_secs_f64(),
+        if by_itself {
+            "by itself"
+        } else {
+            "after a worker restart: it did not reconnect by itself within 60 s"
+        }
     );
 
     // 3. The old primary starts again: Sentinel turns it into a replica of the new one.

@@ -37,13 +37,6 @@ fn converge_lb(extra: &[&str]) -> (Output, Vec<Value>, f64) {
     (o, evs, t0.elapsed().as_secs_f64())
 }
 
-fn changed_tasks(evs: &[Value]) -> Value {
-    evs.iter()
-        .find(|e| e["event"] == "recap")
-        .map(|r| r["changed_tasks"].clone())
-        .unwrap_or(Value::Null)
-}
-
 /// curl with `-w` appended after a newline: (exit code, body, the `-w` line, stderr).
 fn curl(w: &str, args: &[&str]) -> (i32, String, String, String) {
     let o = Command::new("curl")

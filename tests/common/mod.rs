@@ -250,6 +250,24 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `bosun converge -i inventory/lab.yml --output json EXTRA...` from the repository: its
+/// output and its events.
+pub fn lab_converge(extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut args = vec!["converge", "-i", "inventory/lab.yml", "--output", "json"];
+    args.extend_from_slice(extra);
+    let o = bosun(&repo(), &args);
+    let evs = events(&o);
+    (o, evs)
+}
+
+/// The recap's `changed_tasks` (`[[host, task], ...]`), Null without a recap.
+pub fn changed_tasks(evs: &[serde_json::Value]) -> serde_json::Value {
+    evs.iter()
+        .find(|e| e["event"] == "recap")
+        .map(|r| r["changed_tasks"].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// `bosun lab ssh HOST CMD`: its exit code and trimmed stdout.
 pub fn lab_ssh(host: &str, cmd: &str) -> (i32, String) {
     let o = bosun(&repo(), &["lab", "ssh", host, cmd]);
