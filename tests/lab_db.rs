@@ -81,11 +81,13 @@ impl Drill {
 /// holds after the disruption returned (or after 240 s), then every acknowledged commit
 /// is looked up.
 fn drill(disrupt: impl FnOnce(), done: impl Fn(&Drill) -> bool + Send + 'static) -> Drill {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     psql(LB, "CREATE TABLE IF NOT EXISTS drill (id bigserial PRIMARY KEY, note text, at timestamptz DEFAULT now())").expect("create table via lb");
     let disrupted = Arc::new(AtomicBool::new(false));
     let flag = disrupted.clone();
+    let commits = Arc::new(AtomicUsize::new(0));
+    let counted = commits.clone();
     let writer = std::thread::spawn(move || {
         let mut d = Drill {
             acked: Vec::new(),
@@ -99,6 +101,7 @@ fn drill(disrupt: impl FnOnce(), done: impl Fn(&Drill) -> bool + Send + 'static)
                 Ok(id) => {
                     if let Ok(id) = id.parse() {
                         d.acked.push((Instant::now(), id));
+                        counted.fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 Err(_) => {
@@ -113,24 +116,30 @@ fn drill(disrupt: impl FnOnce(), done: impl Fn(&Drill) -> bool + Send + 'static)
         }
         d
     });
-    // The writer has a steady state before the disruption.
+    // The writer has a steady state before the disruption: commits of its own.
     wait_until("the writer commits", Duration::from_secs(30), || {
-        psql(
-            LB,
-            "SELECT count(*) > 0 FROM drill WHERE at > now() - interval '2 seconds'",
-        )
-        .as_deref()
-            == Ok("t")
+        commits.load(Ordering::SeqCst) >= 5
     });
+    let disrupted_at = Instant::now();
     disrupt();
     disrupted.store(true, Ordering::SeqCst);
     let mut d = writer.join().expect("writer thread");
-    d.outage = d
+    // The outage: the longest gap between acknowledged commits from the last one before the
+    // disruption on; failures are those after the disruption began.
+    let last_before = d
         .acked
+        .iter()
+        .rfind(|(t, _)| *t <= disrupted_at)
+        .map(|(t, _)| *t)
+        .expect("commits before the disruption");
+    let mut times: Vec<Instant> = vec![last_before];
+    times.extend(d.acked.iter().map(|(t, _)| *t).filter(|t| *t > last_before));
+    d.outage = times
         .windows(2)
-        .map(|w| w[1].0.duration_since(w[0].0))
+        .map(|w| w[1].duration_since(w[0]))
         .max()
         .unwrap_or_default();
+    d.failures.retain(|t| *t > disrupted_at);
     let ids = psql(LB, "SELECT string_agg(id::text, ',') FROM drill").expect("read back");
     let have: std::collections::BTreeSet<i64> =
         ids.split(',').filter_map(|s| s.parse().ok()).collect();
