@@ -46,7 +46,36 @@ install_deps() {
     fi
 }
 
+# promtool, amtool and the blackbox exporter check the monitoring role's rules and
+# configurations offline (tests/alert_rules.rs). Their packages would start Prometheus,
+# Alertmanager and the exporter if installed, so they are unpacked instead, once. Debian 13
+# ships promtool in a package of its own, Debian 12 inside prometheus.
+MONITORING_TOOLS=/opt/bosun-ci/promtool
+monitoring_tools() {
+    local t missing=0
+    for t in promtool amtool prometheus-blackbox-exporter; do
+        command -v $t >/dev/null || [ -x "$MONITORING_TOOLS/usr/bin/$t" ] || missing=1
+    done
+    [ $missing = 0 ] && return 0
+    local pkgs=(prometheus-alertmanager prometheus-blackbox-exporter)
+    if apt-cache show promtool >/dev/null 2>&1; then pkgs+=(promtool); else pkgs+=(prometheus); fi
+    local tmp
+    tmp=$(mktemp -d)
+    # Package lists may be missing or stale (install_deps refreshes them only when it
+    # installs something): refresh once and try again.
+    if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "${pkgs[@]}"); then
+        apt-get update -qq && (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "${pkgs[@]}") \
+            || { rm -rf "$tmp"; return 1; }
+    fi
+    mkdir -p "$MONITORING_TOOLS"
+    local deb
+    for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$MONITORING_TOOLS" || { rm -rf "$tmp"; return 1; }; done
+    rm -rf "$tmp"
+    "$MONITORING_TOOLS/usr/bin/promtool" --version | head -n 1
+}
+
 stage "install dependencies" install_deps || exit 1
+stage "monitoring tools (unpacked)" monitoring_tools || exit 1
 stage "build" cargo build --release --all-targets || exit 1
 stage "unit + integration tests" cargo test --release -- --test-threads 2 || exit 1
 # Faults on loopback (issue 11), each printing how long the run took to end and what it left.
