@@ -79,11 +79,11 @@ fn seven_hosts_converge_and_are_healthy() {
 #[test]
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn a_stopped_unit_is_started_again_and_reported() {
-    let (o, _) = lab_converge(&["-l", "etcd"]);
+    let (o, _) = lab_converge(&["-l", "lb"]);
     assert!(o.status.success(), "converged first: {:?}", text(&o));
-    let (rc, _) = lab_ssh("etcd", "systemctl stop prometheus-node-exporter");
+    let (rc, _) = lab_ssh("lb", "systemctl stop prometheus-node-exporter");
     assert_eq!(rc, 0);
-    let (o, evs) = lab_converge(&["-l", "etcd"]);
+    let (o, evs) = lab_converge(&["-l", "lb"]);
     assert!(o.status.success(), "{:?}", text(&o));
     let changed: Vec<&Value> = evs
         .iter()
@@ -91,7 +91,7 @@ fn a_stopped_unit_is_started_again_and_reported() {
         .collect();
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert_eq!(changed[0]["task"], "node exporter runs");
-    let (_, active) = lab_ssh("etcd", "systemctl is-active prometheus-node-exporter");
+    let (_, active) = lab_ssh("lb", "systemctl is-active prometheus-node-exporter");
     assert_eq!(active, "active");
 }
 
