@@ -467,36 +467,12 @@ fn haproxy_metrics_only_when_asked_and_behind_the_stats_password() {
     let inv = Inventory::load(&repo().join("inventory/lab.yml")).expect("the lab inventory");
     let site = Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
     let render = |on: bool| {
-        let play = site
-            .plays
-            .iter()
-            .find(|p| p.roles.iter().any(|r| r == "haproxy"))
-            .expect("the haproxy play");
-        let roles: Vec<_> = play
-            .roles
-            .iter()
-            .filter_map(|r| site.roles.get(r))
-            .collect();
-        let globals = Globals::new(&inv);
-        let names = vec!["lb".to_string()];
         let t = Templates::new();
         let extra: Map<String, Value> = json!({ "haproxy_prometheus_exporter": on })
             .as_object()
             .cloned()
             .unwrap();
-        let pv = PlayVars {
-            roles: &roles,
-            play_vars: &play.vars,
-            extra: &extra,
-            globals: &globals,
-            play_hosts: &names,
-            play_hosts_value: bosun::template::jv(&names),
-            check: false,
-            templates: &t,
-        };
-        let mut scope = Scope::new(&inv.hosts["lb"], &pv);
-        scope.set_pending("facts");
-        scope.resolve(&t);
+        let scope = role_scope(&inv, &site, "haproxy", "lb", &extra, &t);
         t.render_file(
             &repo().join("templates/haproxy/haproxy.cfg.j2"),
             &scope.context(),

@@ -6,7 +6,6 @@
 //! The lab drill (tests/lab_tls.rs) checks the same on real hosts.
 
 mod common;
-use bosun::engine::expand::{Globals, PlayVars, Scope};
 use bosun::inventory::Inventory;
 use bosun::site::Site;
 use bosun::template::Templates;
@@ -25,40 +24,10 @@ fn extra(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-/// The variables of the haproxy play on `lb`, with `extra` as `-e` would give them.
-fn lb_scope(inv: &Inventory, site: &Site, extra: &Map<String, Value>, t: &Templates) -> Scope {
-    let play = site
-        .plays
-        .iter()
-        .find(|p| p.roles.iter().any(|r| r == "haproxy"))
-        .expect("a play with the haproxy role");
-    let roles: Vec<_> = play
-        .roles
-        .iter()
-        .filter_map(|r| site.roles.get(r))
-        .collect();
-    let globals = Globals::new(inv);
-    let names = vec!["lb".to_string()];
-    let pv = PlayVars {
-        roles: &roles,
-        play_vars: &play.vars,
-        extra,
-        globals: &globals,
-        play_hosts: &names,
-        play_hosts_value: bosun::template::jv(&names),
-        check: false,
-        templates: t,
-    };
-    let mut scope = Scope::new(&inv.hosts["lb"], &pv);
-    scope.set_pending("facts");
-    scope.resolve(t);
-    scope
-}
-
 fn haproxy_cfg(extra: Map<String, Value>) -> String {
     let (inv, site) = lab();
     let t = Templates::new();
-    let scope = lb_scope(&inv, &site, &extra, &t);
+    let scope = role_scope(&inv, &site, "haproxy", "lb", &extra, &t);
     t.render_file(
         &repo().join("templates/haproxy/haproxy.cfg.j2"),
         &scope.context(),
@@ -203,7 +172,7 @@ fn self_signed_certificate_is_made_whole_and_checked_like_a_secret_one() {
         "haproxy_tls_dir": certs.display().to_string(),
         "haproxy_tls_names": ["10.20.0.11", "shop.example.com"],
     }));
-    let scope = lb_scope(&inv, &site, &e, &t);
+    let scope = role_scope(&inv, &site, "haproxy", "lb", &e, &t);
     let task = haproxy_task(&site, "self-signed certificate");
     assert_eq!(
         t.render_str(task.args["creates"].as_str().unwrap(), &scope.context())
@@ -335,7 +304,7 @@ fn acme_certbot_command_name_guard_and_deploy_hook() {
         "haproxy_tls_dir": certs.display().to_string(),
         "haproxy_acme_domains": ["shop.example.com", "www.example.com"],
     }));
-    let scope = lb_scope(&inv, &site, &e, &t);
+    let scope = role_scope(&inv, &site, "haproxy", "lb", &e, &t);
     let ctx = scope.context();
     let task = haproxy_task(&site, "certificate from ACME");
     let cmd = t

@@ -5,16 +5,15 @@
 //! The real thing is tests/lab_redis.rs.
 
 mod common;
-use bosun::engine::expand::{Globals, PlayVars, Scope};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const PASSWORD: &str = "lab-redis-pw";
 
-/// Renders `template` (under templates/) for `host` as the play `play` of the repo's site
-/// sees it with the lab inventory.
-fn render(play: &str, host: &str, template: &str) -> String {
+/// Renders `template` (under templates/) for `host` as the play running `role` in the
+/// repo's site sees it with the lab inventory.
+fn render(role: &str, host: &str, template: &str) -> String {
     let repo = repo();
     let inv =
         bosun::inventory::Inventory::load(&repo.join("inventory/lab.yml")).expect("inventory");
@@ -23,37 +22,7 @@ fn render(play: &str, host: &str, template: &str) -> String {
         bosun::template::Templates::with_secrets(bosun::redact::SecretSet::new(&inv.secret_values));
     bosun::engine::preflight(&inv, &site, &Default::default(), &templates)
         .unwrap_or_else(|e| panic!("the site expands for the lab inventory:\n{e}"));
-    let play = site
-        .plays
-        .iter()
-        .find(|p| p.name == play)
-        .expect("the play");
-    let roles: Vec<&bosun::site::Role> = play
-        .roles
-        .iter()
-        .filter_map(|r| site.roles.get(r))
-        .collect();
-    let names: Vec<String> = inv
-        .select(&play.hosts)
-        .expect("hosts")
-        .iter()
-        .map(|h| h.name.clone())
-        .collect();
-    let globals = Globals::new(&inv);
-    let extra = Default::default();
-    let pv = PlayVars {
-        roles: &roles,
-        play_vars: &play.vars,
-        extra: &extra,
-        globals: &globals,
-        play_hosts: &names,
-        play_hosts_value: bosun::template::jv(&names),
-        check: false,
-        templates: &templates,
-    };
-    let mut scope = Scope::new(&inv.hosts[host], &pv);
-    scope.set_pending("facts");
-    scope.resolve(&templates);
+    let scope = role_scope(&inv, &site, role, host, &Default::default(), &templates);
     templates
         .render_file(&repo.join("templates").join(template), &scope.context())
         .expect("render")

@@ -250,6 +250,51 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The variables a converge gives `host` in the first play of `site` that runs `role` (that
+/// play's hosts as `play_hosts`, `extra` as `-e` gives it), facts left pending: for
+/// rendering a role's templates offline exactly as a run would.
+pub fn role_scope(
+    inv: &bosun::inventory::Inventory,
+    site: &bosun::site::Site,
+    role: &str,
+    host: &str,
+    extra: &serde_json::Map<String, serde_json::Value>,
+    t: &bosun::template::Templates,
+) -> bosun::engine::expand::Scope {
+    use bosun::engine::expand::{Globals, PlayVars, Scope};
+    let play = site
+        .plays
+        .iter()
+        .find(|p| p.roles.iter().any(|r| r == role))
+        .unwrap_or_else(|| panic!("a play with the {role} role"));
+    let roles: Vec<_> = play
+        .roles
+        .iter()
+        .filter_map(|r| site.roles.get(r))
+        .collect();
+    let names: Vec<String> = inv
+        .select(&play.hosts)
+        .expect("the play's hosts")
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let globals = Globals::new(inv);
+    let pv = PlayVars {
+        roles: &roles,
+        play_vars: &play.vars,
+        extra,
+        globals: &globals,
+        play_hosts: &names,
+        play_hosts_value: bosun::template::jv(&names),
+        check: false,
+        templates: t,
+    };
+    let mut scope = Scope::new(&inv.hosts[host], &pv);
+    scope.set_pending("facts");
+    scope.resolve(t);
+    scope
+}
+
 /// `bosun converge -i inventory/lab.yml --output json EXTRA...` from the repository: its
 /// output and its events.
 pub fn lab_converge(extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
