@@ -12,7 +12,6 @@
 //! instead. A missing tool fails the test, with how to get it.
 
 mod common;
-use bosun::engine::expand::{Globals, PlayVars, Scope};
 use bosun::inventory::Inventory;
 use bosun::site::Site;
 use bosun::template::Templates;
@@ -127,28 +126,8 @@ impl Monitoring {
 
     /// `templates/monitoring/NAME` rendered for the monitoring host, `extra` as `-e`.
     fn render(&self, name: &str, extra: &Map<String, Value>) -> String {
-        let play = &self.site.plays[0];
-        let roles: Vec<_> = play
-            .roles
-            .iter()
-            .filter_map(|r| self.site.roles.get(r))
-            .collect();
-        let globals = Globals::new(&self.inv);
-        let names = vec![MONITOR.to_string()];
         let t = self.templates();
-        let pv = PlayVars {
-            roles: &roles,
-            play_vars: &play.vars,
-            extra,
-            globals: &globals,
-            play_hosts: &names,
-            play_hosts_value: bosun::template::jv(&names),
-            check: false,
-            templates: &t,
-        };
-        let mut scope = Scope::new(&self.inv.hosts[MONITOR], &pv);
-        scope.set_pending("facts");
-        scope.resolve(&t);
+        let scope = role_scope(&self.inv, &self.site, "monitoring", MONITOR, extra, &t);
         t.render_file(
             &self.dir.join("templates/monitoring").join(name),
             &scope.context(),
