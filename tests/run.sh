@@ -107,6 +107,9 @@ lab_release() {
     # rot; the full comparison with Ansible and pyinfra is `bench/run.sh` (bench/README.md).
     stage "[$os] benchmark (short)" bench/run.sh --short
 }
+# A lab left by an earlier run (killed, or a machine image taken with it up) would be
+# reused by `lab up` as it is: start from bare hosts.
+lab_teardown
 lab_release debian-13 || exit 1
 lab_teardown
 lab_release debian-12 || exit 1
