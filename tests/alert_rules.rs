@@ -1,6 +1,6 @@
 //! The monitoring role without hosts. Its templates are rendered exactly as a converge
-//! would (the site loader, the role's defaults, the lab inventory with a `monitoring`
-//! group, as roles/site.yml does not run the role yet), then checked by the tools the role
+//! would (the site loader, the role's defaults, the lab inventory and its `monitoring`
+//! group), then checked by the tools the role
 //! validates them with on the host: `promtool check rules` and `promtool test rules` on
 //! tests/fixtures/alerts/ (every alert fires in one case and stays silent in another),
 //! `promtool check config`, `amtool check-config` and the blackbox exporter's
@@ -73,8 +73,7 @@ fn run_ok(dir: &Path, cmd: &Path, args: &[&str]) -> String {
     stdout + &stderr
 }
 
-/// The repo's roles and templates with a site of just the monitoring play, and the lab
-/// inventory with a `monitoring` group: what the lead's wiring will look like.
+/// The repo's site and lab inventory (its `monitoring` group runs the role).
 struct Monitoring {
     dir: PathBuf,
     inv: Inventory,
@@ -82,29 +81,14 @@ struct Monitoring {
 }
 
 fn monitoring() -> Monitoring {
-    let dir = tempdir("monitoring");
-    for d in ["roles", "templates"] {
-        std::os::unix::fs::symlink(repo().join(d), dir.join(d)).expect("symlink");
-    }
-    std::fs::write(
-        dir.join("site.yml"),
-        "- name: monitoring\n  hosts: monitoring\n  roles: [monitoring]\n",
-    )
-    .expect("site");
-    // `groups:` is lab.yml's last section, so a group appended at its indentation joins it.
-    let lab = std::fs::read_to_string(repo().join("inventory/lab.yml")).expect("lab.yml");
-    let last_top = lab
-        .lines()
-        .rfind(|l| !l.is_empty() && !l.starts_with([' ', '#']));
-    assert_eq!(last_top, Some("groups:"), "lab.yml ends with its groups");
-    let inv_path = dir.join("inventory.yml");
-    std::fs::write(
-        &inv_path,
-        format!("{lab}\n  monitoring: {{ hosts: [{MONITOR}] }}\n"),
-    )
-    .expect("inventory");
-    let inv = Inventory::load(&inv_path).expect("the lab inventory with a monitoring group");
-    let site = Site::load(&dir.join("site.yml")).expect("the monitoring site");
+    let dir = repo();
+    let inv = Inventory::load(&dir.join("inventory/lab.yml")).expect("the lab inventory");
+    assert_eq!(
+        inv.select("monitoring").expect("a monitoring group").len(),
+        1,
+        "the lab's monitoring group is one host"
+    );
+    let site = Site::load(&dir.join("roles/site.yml")).expect("the site");
     Monitoring { dir, inv, site }
 }
 
