@@ -98,6 +98,7 @@ lab_release() {
     stage "[$os] lab up (7 hosts)" "$BOSUN" lab up --hosts 7 || return 1
     stage "[$os] lab tests" cargo test --release --test lab -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab database tier + failover drill" cargo test --release --test lab_db -- --ignored --test-threads 1 --nocapture
+    stage "[$os] lab operations (metrics, alerts, logs, backups)" cargo test --release --test lab_ops -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab application tier" cargo test --release --test lab_app -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab https" cargo test --release --test lab_tls -- --ignored --test-threads 1 --nocapture
     stage "[$os] lab redis failover drill" cargo test --release --test lab_redis -- --ignored --test-threads 1 --nocapture
