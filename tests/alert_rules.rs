@@ -392,8 +392,10 @@ fn monitoring_configs_pass_the_checks_the_role_runs_on_the_host() {
     // alertmanager.yml: no receiver configured (alerts on its page only; the lab's own
     // webhook set aside), then a webhook and e-mail through a relay that asks for a password.
     let amtool = tool("AMTOOL", "amtool", "prometheus-alertmanager");
-    let no_receiver: Map<String, Value> =
-        json!({ "monitoring_notify_webhook_url": "" }).as_object().cloned().unwrap_or_default();
+    let no_receiver: Map<String, Value> = json!({ "monitoring_notify_webhook_url": "" })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let bare = m.render("alertmanager.yml.j2", &no_receiver);
     assert!(!bare.contains("_configs"), "{bare}");
     std::fs::write(out.join("alertmanager.yml"), &bare).expect("alertmanager.yml");

@@ -31,9 +31,7 @@ fn http_get(url: &str, query: &[(&str, &str)]) -> Result<String, String> {
     for (k, v) in query {
         c.arg("--data-urlencode").arg(format!("{k}={v}"));
     }
-    let o = c
-        .output()
-        .map_err(|e| format!("curl: {e}"))?;
+    let o = c.output().map_err(|e| format!("curl: {e}"))?;
     if o.status.success() {
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     } else {
@@ -135,7 +133,9 @@ impl Receiver {
                     .iter()
                     .map(|n| format!(
                         "{} {} {}",
-                        n.alert["status"], n.alert["labels"]["alertname"], n.alert["labels"]["instance"]
+                        n.alert["status"],
+                        n.alert["labels"]["alertname"],
+                        n.alert["labels"]["instance"]
                     ))
                     .collect::<Vec<_>>()
             );
@@ -181,13 +181,21 @@ fn prometheus_scrapes_every_exporter_and_only_it_reaches_them() {
     let mut last = Value::Null;
     let took = wait_until("every target up", Duration::from_secs(90), || {
         last = prometheus("/api/v1/targets", &[("state", "active")]);
-        let t = last["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+        let t = last["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         !t.is_empty() && t.iter().all(|t| t["health"] == "up")
     });
-    let targets = last["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+    let targets = last["data"]["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut jobs: std::collections::BTreeMap<String, usize> = Default::default();
     for t in &targets {
-        *jobs.entry(t["labels"]["job"].as_str().unwrap_or("?").into()).or_default() += 1;
+        *jobs
+            .entry(t["labels"]["job"].as_str().unwrap_or("?").into())
+            .or_default() += 1;
     }
     // 7 node exporters, 3 Patroni, 3 postgres_exporter, 3 etcd, 1 HAProxy, 2 Redis, 4 probes.
     for (job, n) in [
@@ -223,7 +231,10 @@ fn prometheus_scrapes_every_exporter_and_only_it_reaches_them() {
         &"10.20.0.21:9187".parse().expect("address"),
         Duration::from_secs(2),
     );
-    assert!(refused.is_err(), "postgres_exporter answered this controller");
+    assert!(
+        refused.is_err(),
+        "postgres_exporter answered this controller"
+    );
 }
 
 /// The leader's host powered off: PostgresMemberDown reaches the webhook, then resolves
@@ -241,15 +252,33 @@ fn database_alerts_reach_the_webhook_and_resolve() {
     let t0 = Instant::now();
     let kill = run(&["lab", "kill", &old]);
     assert!(kill.status.success(), "{:?}", text(&kill));
-    let fired = rx.wait("PostgresMemberDown", &old, "firing", t0, Duration::from_secs(180));
+    let fired = rx.wait(
+        "PostgresMemberDown",
+        &old,
+        "firing",
+        t0,
+        Duration::from_secs(180),
+    );
     let new = wait_until_some("a new leader", Duration::from_secs(60), || {
         leader().filter(|l| *l != old)
     });
-    let changed = rx.wait("PostgresPrimaryChanged", &new, "firing", t0, Duration::from_secs(120));
+    let changed = rx.wait(
+        "PostgresPrimaryChanged",
+        &new,
+        "firing",
+        t0,
+        Duration::from_secs(120),
+    );
     let t1 = Instant::now();
     let start = run(&["lab", "start", &old]);
     assert!(start.status.success(), "{:?}", text(&start));
-    let resolved = rx.wait("PostgresMemberDown", &old, "resolved", t1, Duration::from_secs(180));
+    let resolved = rx.wait(
+        "PostgresMemberDown",
+        &old,
+        "resolved",
+        t1,
+        Duration::from_secs(180),
+    );
     println!(
         "DRILL alert: leader {old} killed → PostgresMemberDown at the webhook in {:.1}s, \
          PostgresPrimaryChanged ({new}) in {:.1}s; {old} booted → resolved in {:.1}s",
@@ -257,25 +286,45 @@ fn database_alerts_reach_the_webhook_and_resolve() {
         (changed - t0).as_secs_f64(),
         (resolved - t1).as_secs_f64()
     );
-    wait_until("the old leader rejoins", Duration::from_secs(180), all_streaming);
+    wait_until(
+        "the old leader rejoins",
+        Duration::from_secs(180),
+        all_streaming,
+    );
 
     // A replica stopped.
     let replica = member(&["replica", "sync_standby"]).expect("a replica");
     let t2 = Instant::now();
     let (rc, _) = lab_ssh(&replica, "systemctl stop patroni");
     assert_eq!(rc, 0);
-    let fired = rx.wait("PostgresMemberDown", &replica, "firing", t2, Duration::from_secs(120));
+    let fired = rx.wait(
+        "PostgresMemberDown",
+        &replica,
+        "firing",
+        t2,
+        Duration::from_secs(120),
+    );
     let t3 = Instant::now();
     let (rc, _) = lab_ssh(&replica, "systemctl start patroni");
     assert_eq!(rc, 0);
-    let resolved = rx.wait("PostgresMemberDown", &replica, "resolved", t3, Duration::from_secs(120));
+    let resolved = rx.wait(
+        "PostgresMemberDown",
+        &replica,
+        "resolved",
+        t3,
+        Duration::from_secs(120),
+    );
     println!(
         "DRILL alert: replica {replica} stopped → PostgresMemberDown at the webhook in {:.1}s; \
          started → resolved in {:.1}s",
         (fired - t2).as_secs_f64(),
         (resolved - t3).as_secs_f64()
     );
-    wait_until("the replica streams again", Duration::from_secs(120), all_streaming);
+    wait_until(
+        "the replica streams again",
+        Duration::from_secs(120),
+        all_streaming,
+    );
 }
 
 /// Polls until `f` returns something (bounded).
