@@ -98,11 +98,13 @@ fn monitoring() -> Monitoring {
         .rfind(|l| !l.is_empty() && !l.starts_with([' ', '#']));
     assert_eq!(last_top, Some("groups:"), "lab.yml ends with its groups");
     let inv_path = dir.join("inventory.yml");
-    std::fs::write(
-        &inv_path,
-        format!("{lab}\n  monitoring: {{ hosts: [{MONITOR}] }}\n"),
-    )
-    .expect("inventory");
+    let group = format!("  monitoring: {{ hosts: [{MONITOR}] }}");
+    let inv_text = if lab.lines().any(|l| l == group) {
+        lab
+    } else {
+        format!("{lab}\n{group}\n")
+    };
+    std::fs::write(&inv_path, inv_text).expect("inventory");
     let inv = Inventory::load(&inv_path).expect("the lab inventory with a monitoring group");
     let site = Site::load(&dir.join("site.yml")).expect("the monitoring site");
     Monitoring { dir, inv, site }
