@@ -336,3 +336,49 @@ fn wait_until_some<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option
     });
     out.expect("set when the wait ended")
 }
+
+/// A request through lb:80 shows up in the collector's journal (roles/journal), as the
+/// HAProxy access log line of the lb host.
+#[test]
+#[ignore = "needs root and the lab: run by tests/run.sh"]
+fn a_request_through_the_balancer_reaches_the_central_journal() {
+    let (o, _) = lab_converge(&[]);
+    assert!(o.status.success(), "converged: {:?}", text(&o));
+    let (_, listen) = lab_ssh(MONITOR, "ss -Hltn 'sport = :19532' | awk '{print $4}'");
+    assert_eq!(
+        listen, "10.20.0.31:19532",
+        "the collector listens on the private address only"
+    );
+    let id = format!(
+        "drill{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let t0 = Instant::now();
+    http_get("http://10.20.0.11/health/", &[("bosun-probe", &id)]).expect("lb:80 answers");
+    let find = format!(
+        "journalctl --directory=/var/log/journal/remote _HOSTNAME=lb SYSLOG_IDENTIFIER=haproxy \
+         --since=-10min -o cat --no-pager | grep -F 'GET /health/?bosun-probe={id} HTTP/1.1'"
+    );
+    let mut line = String::new();
+    let took = wait_until(
+        "the request in the central journal",
+        Duration::from_secs(60),
+        || {
+            let (rc, out) = lab_ssh(MONITOR, &find);
+            line = out;
+            rc == 0
+        },
+    );
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        fields.len() > 5 && fields[2] == "saleor_api" && fields[5] == "200",
+        "the access log line names the frontend and the status: {line}"
+    );
+    println!(
+        "DRILL logs: a request through lb:80 in the central journal on {MONITOR} after {:.1}s: {line}",
+        t0.elapsed().as_secs_f64().max(took.as_secs_f64())
+    );
+}
