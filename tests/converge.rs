@@ -609,3 +609,43 @@ fn facts_reach_when_and_templates_and_later_plays() {
     assert_eq!(facts["os_id"], field("ID"));
     assert!(facts["default_ipv4"].is_string(), "{facts}");
 }
+
+/// A play needs no round of its own for facts when nothing it will run reads them: a task
+/// whose `when` is already false, or a template whose file reads only known variables, does
+/// not wait for a variable that reads facts.
+#[test]
+fn tasks_that_cannot_read_facts_do_not_wait_for_them() {
+    let p = Project::new(
+        1,
+        &[
+            ("roles/lean/defaults.yml", "by_release: \"{{ facts.os_id }}\"\nplain: hello\n"),
+            (
+                "roles/lean/tasks.yml",
+                "- name: only elsewhere\n  template: {src: release.j2, dest: \"{{ root }}/release.txt\"}\n  when: inventory_hostname == 'nowhere'\n\
+                 - name: plain template\n  template: {src: plain.j2, dest: \"{{ root }}/plain.txt\"}\n",
+            ),
+            ("templates/lean/release.j2", "{{ by_release }}\n"),
+            ("templates/lean/plain.j2", "{{ plain }} {{ inventory_hostname }}\n"),
+            ("roles/site.yml", "- name: web\n  hosts: web\n  roles: [lean]\n"),
+        ],
+    );
+    for run in ["first", "no-op"] {
+        let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
+        assert!(o.status.success(), "{run}: {:?}", text(&o));
+        let evs = events(&o);
+        let r = recap(&evs);
+        if run == "no-op" {
+            assert_eq!(r["changed_tasks"], Value::Array(vec![]), "{r}");
+            assert_eq!(
+                r["hosts"][0]["execs_per_play"],
+                serde_json::json!([1]),
+                "{r}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.root.join("plain.txt")).expect("plain.txt"),
+        "hello h1\n"
+    );
+    assert!(!p.root.join("release.txt").exists());
+}

@@ -70,6 +70,23 @@ impl UnitResult {
     }
 }
 
+/// The names a `template` task's file reads, when its `src` is a plain name found in the
+/// role's template directories; `None` when it cannot be known before rendering.
+fn template_file_names(e: &Entry, project: &Project, templates: &Templates) -> Option<Vec<String>> {
+    let src = e.task.args.get("src")?.as_str()?;
+    if crate::template::has_syntax(src) {
+        return None;
+    }
+    let path = e
+        .role
+        .template_dirs(project)
+        .into_iter()
+        .map(|d| d.join(src))
+        .find(|p| p.is_file())?;
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(templates.template_names(&text))
+}
+
 /// A unit waiting in the round queue.
 struct Queued {
     entry: usize,
@@ -304,6 +321,31 @@ impl<'a, 'b> HostRun<'a, 'b> {
         self.ctx.emit.send(Event::Task(r));
     }
 
+    /// True when one of the task's `when` conditions reads only what is known now (no
+    /// loop item, no fact before the facts, no unrendered variable, no registered result
+    /// still in flight) and is false: the task will be skipped whatever else it reads.
+    fn known_false_when(
+        &self,
+        entry: &Entry,
+        templates: &Templates,
+        pending_regs: &BTreeMap<String, usize>,
+    ) -> bool {
+        let task = entry.task;
+        if task.when.is_empty() || task.loop_items.is_some() {
+            return false;
+        }
+        let known = |n: &String| {
+            !(n == "facts" && !self.facts_known)
+                && !self.scope.is_unresolved(n)
+                && !pending_regs.contains_key(n)
+        };
+        let ctx = self.scope.context();
+        task.when.iter().any(|w| {
+            templates.expression_names(w).iter().all(known)
+                && matches!(templates.test(w, &ctx), Ok(false))
+        })
+    }
+
     fn selected(&self, entry: &Entry) -> bool {
         if entry.handler {
             return true;
@@ -345,17 +387,32 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     next += 1;
                     continue;
                 }
-                let names = expand::referenced_names(e.task, templates);
+                let mut names = expand::referenced_names(e.task, templates);
+                // A task whose `when` is already known to be false is skipped whatever its
+                // arguments read: it waits for nothing.
+                let skipped_now = self.known_false_when(e, templates, &pending_regs);
+                if skipped_now {
+                    names.clear();
+                }
+                // A template file reads what it reads: when it can be found now, its own
+                // names count; otherwise it may read anything.
+                let mut any_name = false;
+                if e.task.module == "template" && !skipped_now {
+                    match template_file_names(e, self.ctx.project, templates) {
+                        Some(file) => names.extend(file),
+                        None => any_name = true,
+                    }
+                }
                 // Facts arrive with the first probe round: a task that reads them, or a
                 // variable not rendered yet (it may read them), waits for that round.
                 let wait_facts = !self.facts_known
                     && (names
                         .iter()
                         .any(|n| n == "facts" || self.scope.is_unresolved(n))
-                        || (e.task.module == "template" && self.scope.has_unresolved()));
+                        || (any_name && self.scope.has_unresolved()));
                 let blocked = wait_facts
                     || names.iter().any(|n| pending_regs.contains_key(n))
-                    || (e.task.module == "template" && !pending_regs.is_empty());
+                    || (any_name && !pending_regs.is_empty());
                 if blocked || (e.task.until.is_some() && !queue.is_empty()) {
                     break;
                 }
