@@ -448,22 +448,14 @@ fn timers_follow_their_schedules() {
         ["pgbackrest-full.timer", "pgbackrest-diff.timer"]
     );
     assert!(has(&t[0].1, "OnCalendar=Sun *-*-* 01:00:00"), "{}", t[0].1);
-    assert!(
-        has(&t[0].1, "Unit=pgbackrest-backup@full.service"),
-        "{}",
-        t[0].1
-    );
+    assert!(has(&t[0].1, "Unit=pgbackrest-full.service"), "{}", t[0].1);
     assert!(has(&t[0].1, "Persistent=true"), "{}", t[0].1);
     assert!(
         has(&t[1].1, "OnCalendar=Mon..Sat *-*-* 01:00:00"),
         "{}",
         t[1].1
     );
-    assert!(
-        has(&t[1].1, "Unit=pgbackrest-backup@diff.service"),
-        "{}",
-        t[1].1
-    );
+    assert!(has(&t[1].1, "Unit=pgbackrest-diff.service"), "{}", t[1].1);
 
     let t = timers(
         json!({ "pgbackrest_full_calendar": "*-*-01 03:00:00", "pgbackrest_incr_calendar": "hourly" }),
@@ -471,11 +463,7 @@ fn timers_follow_their_schedules() {
     assert_eq!(t.len(), 3);
     assert!(has(&t[0].1, "OnCalendar=*-*-01 03:00:00"), "{}", t[0].1);
     assert!(has(&t[2].1, "OnCalendar=hourly"), "{}", t[2].1);
-    assert!(
-        has(&t[2].1, "Unit=pgbackrest-backup@incr.service"),
-        "{}",
-        t[2].1
-    );
+    assert!(has(&t[2].1, "Unit=pgbackrest-incr.service"), "{}", t[2].1);
 
     // A type without a schedule loses its timer.
     let removed: Vec<String> = c
@@ -486,18 +474,32 @@ fn timers_follow_their_schedules() {
         .collect();
     assert_eq!(removed, ["/etc/systemd/system/pgbackrest-incr.timer"]);
 
-    let service = c
+    // One service per type with a schedule (and the full one always: the first backup at
+    // converge starts it).
+    let services: Vec<(String, String)> = c
         .tasks("etcd", &Map::new())
         .into_iter()
-        .find(|(n, _)| n.starts_with("backup service"))
-        .expect("backup service")
-        .1;
-    let unit = service["content"].as_str().unwrap();
-    assert!(
-        has(unit, "ExecStart=/usr/local/sbin/bosun-pgbackrest backup %i"),
-        "{unit}"
+        .filter(|(n, _)| n.starts_with("backup services"))
+        .map(|(_, a)| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        services.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["pgbackrest-full.service", "pgbackrest-diff.service"]
     );
-    assert!(has(unit, "Type=oneshot"), "{unit}");
+    let diff = &services[1].1;
+    assert!(
+        has(
+            diff,
+            "ExecStart=/usr/local/sbin/bosun-pgbackrest backup diff"
+        ),
+        "{diff}"
+    );
+    assert!(has(diff, "Type=oneshot"), "{diff}");
 }
 
 /// Patroni archives into pgBackRest only when backups are on: the bootstrap DCS block and
