@@ -113,19 +113,27 @@ impl Scope {
 
     /// Renders variables whose values are templates (`base: "{{ root }}/app"`), in as
     /// many passes as chains of them need. Ones that cannot be rendered yet stay pending
-    /// and are retried when a new value (a registered result) appears.
+    /// and are retried when a new value (a registered result) appears. A variable is
+    /// rendered only once every variable it reads is: rendered earlier, it would read the
+    /// other's template text (`"{{ 'a' if is_x else 'b' }}"` with `is_x` still a
+    /// non-empty string, so true).
     pub fn resolve(&mut self, templates: &Templates) {
-        for _ in 0..8 {
+        for _ in 0..32 {
             if self.unresolved.is_empty() {
                 return;
             }
             let ctx = self.context();
             let mut progressed = false;
             let names: Vec<String> = self.unresolved.keys().cloned().collect();
+            // As `ctx` has them: a variable rendered earlier in this pass is not in it yet.
+            let pending = self.unresolved.clone();
             for name in names {
                 let Some(raw) = self.unresolved.get(&name) else {
                     continue;
                 };
+                if reads_unresolved(raw, &name, &pending, templates) {
+                    continue;
+                }
                 if let Ok(v) = templates.render_value(raw, &ctx) {
                     if !contains_template(&v) {
                         self.vars.insert(name.clone(), crate::template::jv(&v));
@@ -183,6 +191,29 @@ impl Scope {
             name.to_string(),
             JValue::from_object(Pending(name.to_string())),
         );
+    }
+}
+
+/// Whether the templates in `v` read a variable (other than `name`) still unresolved.
+fn reads_unresolved(
+    v: &Value,
+    name: &str,
+    unresolved: &BTreeMap<String, Value>,
+    templates: &Templates,
+) -> bool {
+    match v {
+        Value::String(s) if template::has_syntax(s) => templates
+            .template_names(s)
+            .iter()
+            .any(|n| n != name && unresolved.contains_key(n)),
+        Value::Array(a) => a
+            .iter()
+            .any(|x| reads_unresolved(x, name, unresolved, templates)),
+        Value::Object(o) => o.iter().any(|(k, x)| {
+            reads_unresolved(&Value::String(k.clone()), name, unresolved, templates)
+                || reads_unresolved(x, name, unresolved, templates)
+        }),
+        _ => false,
     }
 }
 
