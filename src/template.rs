@@ -341,10 +341,10 @@ pub fn has_syntax(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
-/// `"{{ expr }}"` → `Some("expr")` when the whole string is one expression.
+/// `"{{ expr }}"` → `Some("expr")` when the whole string is one expression. Text around it,
+/// whitespace included (`"{{ key }}\n"`), makes it a string template: the text is kept.
 fn single_expression(s: &str) -> Option<&str> {
-    let t = s.trim();
-    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") {
         return None;
     }
@@ -547,6 +547,11 @@ mod tests {
         assert_eq!(
             t.render_value(&json!("p={{ port }}"), &c).unwrap(),
             json!("p=5432")
+        );
+        // A key file's final newline is text around the expression: kept.
+        assert_eq!(
+            t.render_value(&json!("{{ port }}\n"), &c).unwrap(),
+            json!("5432\n")
         );
     }
 
