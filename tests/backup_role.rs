@@ -60,10 +60,6 @@ fn s3() -> Case {
     }
 }
 
-fn extra(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
-
 impl Case {
     fn templates(&self) -> Templates {
         Templates::with_secrets(bosun::redact::SecretSet::new(&self.inv.secret_values))
@@ -145,7 +141,7 @@ fn lab_site_and_restore_expand() {
         json!({ "restore_target_time": "2026-11-30 15:00:00+00" }),
         json!({ "restore_set": "20261130-150000F" }),
     ] {
-        c.preflight(&restore, &extra(e.clone()))
+        c.preflight(&restore, &vars(e.clone()))
             .unwrap_or_else(|err| panic!("the restore expands for the lab with {e}:\n{err}"));
     }
     let s = s3();
@@ -197,7 +193,7 @@ fn lab_repository_host_backs_up_every_database_host_over_ssh() {
         "pgbackrest",
         "etcd",
         "pgbackrest/pgbackrest.conf.j2",
-        &extra(json!({ "pgbackrest_backup_standby": true })),
+        &vars(json!({ "pgbackrest_backup_standby": true })),
     );
     assert!(has(&standby, "backup-standby=y"), "{standby}");
 
@@ -249,7 +245,7 @@ fn lab_repository_host_backs_up_every_database_host_over_ssh() {
         .map(|h| h.name.as_str())
         .collect();
     assert_eq!(play, ["pg1", "pg2", "pg3", "etcd"]);
-    let off = c.tasks("etcd", &extra(json!({ "pgbackrest_enabled": false })));
+    let off = c.tasks("etcd", &vars(json!({ "pgbackrest_enabled": false })));
     assert!(off.is_empty(), "{off:?}");
 
     // SSH: authorized_keys from the database and backup hosts only; accept-new.
@@ -355,7 +351,7 @@ fn s3_repository_on_every_database_host_and_secrets_only_in_its_file() {
     assert_eq!(c.inv.select("postgres,backup").unwrap().len(), 3);
 
     // The restore copy reads the bucket with the same secrets, in its own 0640 file.
-    let restore = extra(json!({ "pgbackrest_restore": true, "pgbackrest_conf_for": "restore" }));
+    let restore = vars(json!({ "pgbackrest_restore": true, "pgbackrest_conf_for": "restore" }));
     let rconf = c.render(
         "pgbackrest",
         "etcd",
@@ -403,7 +399,7 @@ fn bad_input_is_named() {
 
     let lab = lab();
     let first = |e: Value| -> Vec<(String, Value)> {
-        lab.tasks("pg1", &extra(e))
+        lab.tasks("pg1", &vars(e))
             .into_iter()
             .take_while(|(n, _)| n != "pgbackrest package")
             .collect()
@@ -431,7 +427,7 @@ fn bad_input_is_named() {
 fn timers_follow_their_schedules() {
     let c = lab();
     let timers = |e: Value| -> Vec<(String, String)> {
-        c.tasks("etcd", &extra(e))
+        c.tasks("etcd", &vars(e))
             .into_iter()
             .filter(|(n, _)| n == "backup timers")
             .map(|(_, a)| {
@@ -508,7 +504,7 @@ fn timers_follow_their_schedules() {
 fn patroni_archives_only_when_backups_are_on() {
     let c = lab();
     let on = c.render("patroni", "pg1", "patroni/patroni.yml.j2", &Map::new());
-    let off_vars = extra(json!({ "pgbackrest_enabled": false }));
+    let off_vars = vars(json!({ "pgbackrest_enabled": false }));
     let off = c.render("patroni", "pg1", "patroni/patroni.yml.j2", &off_vars);
     let dcs_params = "        ssl_min_protocol_version: TLSv1.2\n";
     assert!(
@@ -558,7 +554,7 @@ fn patroni_archives_only_when_backups_are_on() {
         })
     );
     // Another stanza reaches both.
-    let other = extra(json!({ "pgbackrest_stanza": "saleor" }));
+    let other = vars(json!({ "pgbackrest_stanza": "saleor" }));
     assert!(c
         .render("patroni", "pg1", "patroni/patroni.yml.j2", &other)
         .contains("pgbackrest --stanza=saleor archive-push %p"));
@@ -585,7 +581,7 @@ fn restored_copy_never_archives_and_has_its_own_port() {
         site: restore,
         _dir: None,
     };
-    let e = extra(json!({ "restore_target_time": "2026-11-30 15:00:00+00" }));
+    let e = vars(json!({ "restore_target_time": "2026-11-30 15:00:00+00" }));
     let pgconf = rc.render(
         "pgbackrest",
         "etcd",

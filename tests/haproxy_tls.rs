@@ -6,26 +6,14 @@
 //! The lab drill (tests/lab_tls.rs) checks the same on real hosts.
 
 mod common;
-use bosun::inventory::Inventory;
-use bosun::site::Site;
 use bosun::template::Templates;
 use common::*;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::process::Command;
 
-fn lab() -> (Inventory, Site) {
-    let inv = Inventory::load(&repo().join("inventory/lab.yml")).expect("the lab inventory");
-    let site = Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
-    (inv, site)
-}
-
-fn extra(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
-
 fn haproxy_cfg(extra: Map<String, Value>) -> String {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     let t = Templates::new();
     let scope = role_scope(&inv, &site, "haproxy", "lb", &extra, &t);
     t.render_file(
@@ -79,7 +67,7 @@ fn https_binds_and_forwarded_headers_without_redirect_by_default() {
 
 #[test]
 fn redirect_to_https_keeps_host_path_and_picks_the_tls_port() {
-    let cfg = haproxy_cfg(extra(json!({ "haproxy_https_redirect": true })));
+    let cfg = haproxy_cfg(vars(json!({ "haproxy_https_redirect": true })));
     let api = frontend(&cfg, "saleor_api");
     let dash = frontend(&cfg, "dashboard");
     assert!(
@@ -91,7 +79,7 @@ fn redirect_to_https_keeps_host_path_and_picks_the_tls_port() {
         "{dash:?}"
     );
     // `-e haproxy_https_redirect=false` (a string from some callers) is still off.
-    let cfg = haproxy_cfg(extra(json!({ "haproxy_https_redirect": "false" })));
+    let cfg = haproxy_cfg(vars(json!({ "haproxy_https_redirect": "false" })));
     assert!(!cfg.contains("redirect"), "{cfg}");
 }
 
@@ -99,7 +87,7 @@ fn redirect_to_https_keeps_host_path_and_picks_the_tls_port() {
 /// contacts any host), whichever way the certificate comes.
 #[test]
 fn the_site_expands_with_a_self_signed_or_a_secret_certificate() {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     for e in [
         json!({}),
         json!({ "haproxy_https_redirect": true }),
@@ -107,36 +95,12 @@ fn the_site_expands_with_a_self_signed_or_a_secret_certificate() {
         json!({ "haproxy_acme_domains": ["shop.example.com", "www.example.com"], "haproxy_acme_email": "ops@example.com" }),
     ] {
         let opts = bosun::engine::RunOptions {
-            extra_vars: extra(e.clone()),
+            extra_vars: vars(e.clone()),
             ..Default::default()
         };
         bosun::engine::preflight(&inv, &site, &opts, &Templates::new())
             .unwrap_or_else(|err| panic!("preflight with {e}: {err}"));
     }
-}
-
-fn haproxy_task<'a>(site: &'a Site, prefix: &str) -> &'a bosun::site::Task {
-    site.roles["haproxy"]
-        .tasks
-        .iter()
-        .find(|t| t.name.starts_with(prefix))
-        .unwrap_or_else(|| panic!("haproxy task `{prefix}…`"))
-}
-
-fn sh(script: &str, path: Option<&Path>) -> std::process::Output {
-    let mut c = Command::new("/bin/sh");
-    c.args(["-c", script]);
-    if let Some(p) = path {
-        c.env(
-            "PATH",
-            format!(
-                "{}:{}",
-                p.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        );
-    }
-    c.output().expect("sh")
 }
 
 fn openssl(args: &[&str]) -> String {
@@ -150,7 +114,7 @@ fn openssl(args: &[&str]) -> String {
 
 #[test]
 fn self_signed_certificate_is_made_whole_and_checked_like_a_secret_one() {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     let dir = tempdir("tls");
     let certs = dir.join("certs");
     std::fs::create_dir(&certs).expect("certs dir");
@@ -163,17 +127,19 @@ fn self_signed_certificate_is_made_whole_and_checked_like_a_secret_one() {
             "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/../chown.log\"\n",
         )],
     );
-    assert!(sh(&format!("chmod +x {}/bin/chown", dir.display()), None)
-        .status
-        .success());
+    assert!(
+        sh_with_path(&format!("chmod +x {}/bin/chown", dir.display()), None)
+            .status
+            .success()
+    );
 
     let t = Templates::new();
-    let e = extra(json!({
+    let e = vars(json!({
         "haproxy_tls_dir": certs.display().to_string(),
         "haproxy_tls_names": ["10.20.0.11", "shop.example.com"],
     }));
     let scope = role_scope(&inv, &site, "haproxy", "lb", &e, &t);
-    let task = haproxy_task(&site, "self-signed certificate");
+    let task = role_task(&site, "haproxy", "self-signed certificate");
     assert_eq!(
         t.render_str(task.args["creates"].as_str().unwrap(), &scope.context())
             .unwrap(),
@@ -183,7 +149,7 @@ fn self_signed_certificate_is_made_whole_and_checked_like_a_secret_one() {
     let cmd = t
         .render_str(task.args["cmd"].as_str().unwrap(), &scope.context())
         .expect("the snippet renders");
-    let o = sh(&cmd, Some(&dir.join("bin")));
+    let o = sh_with_path(&cmd, Some(&dir.join("bin")));
     let (out, err) = text(&o);
     assert!(o.status.success(), "{cmd}\n{out}\n{err}");
     assert!(
@@ -227,11 +193,12 @@ fn self_signed_certificate_is_made_whole_and_checked_like_a_secret_one() {
 
     // The secret's check accepts this pair, and refuses a certificate with another key,
     // a key alone and an empty value.
-    let validate = haproxy_task(&site, "certificate from the secrets").args["validate"]
+    let validate = role_task(&site, "haproxy", "certificate from the secrets").args["validate"]
         .as_str()
         .unwrap()
         .to_string();
-    let check = |file: &Path| sh(&validate.replace("%s", &file.display().to_string()), None);
+    let check =
+        |file: &Path| sh_with_path(&validate.replace("%s", &file.display().to_string()), None);
     assert!(check(&pem).status.success(), "{:?}", text(&check(&pem)));
     let other = dir.join("other.key");
     openssl(&[
@@ -270,7 +237,7 @@ fn self_signed_certificate_is_made_whole_and_checked_like_a_secret_one() {
 fn acme_route_only_with_domains_and_never_redirected() {
     let cfg = haproxy_cfg(Map::new());
     assert!(!cfg.contains("acme"), "{cfg}");
-    let cfg = haproxy_cfg(extra(json!({
+    let cfg = haproxy_cfg(vars(json!({
         "haproxy_acme_domains": ["shop.example.com"],
         "haproxy_https_redirect": true,
     })));
@@ -295,18 +262,18 @@ fn acme_route_only_with_domains_and_never_redirected() {
 /// stand-ins for `chown` and `systemctl`).
 #[test]
 fn acme_certbot_command_name_guard_and_deploy_hook() {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     let dir = tempdir("acme");
     let certs = dir.join("certs");
     std::fs::create_dir(&certs).expect("certs dir");
     let t = Templates::new();
-    let e = extra(json!({
+    let e = vars(json!({
         "haproxy_tls_dir": certs.display().to_string(),
         "haproxy_acme_domains": ["shop.example.com", "www.example.com"],
     }));
     let scope = role_scope(&inv, &site, "haproxy", "lb", &e, &t);
     let ctx = scope.context();
-    let task = haproxy_task(&site, "certificate from ACME");
+    let task = role_task(&site, "haproxy", "certificate from ACME");
     let cmd = t
         .render_str(task.args["cmd"].as_str().unwrap(), &ctx)
         .unwrap();
@@ -325,7 +292,7 @@ fn acme_certbot_command_name_guard_and_deploy_hook() {
     let lineage = live.join("shop.example.com");
     std::fs::create_dir_all(&lineage).unwrap();
     let issue = |names: &str| {
-        let o = sh(
+        let o = sh_with_path(
             &format!(
                 "cd {} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=shop.example.com -addext subjectAltName={names} -keyout privkey.pem -out cert.pem 2>/dev/null && cp cert.pem fullchain.pem",
                 lineage.display()
@@ -334,7 +301,7 @@ fn acme_certbot_command_name_guard_and_deploy_hook() {
         );
         assert!(o.status.success(), "{:?}", text(&o));
     };
-    let covered = || sh(&unless, None).status.success();
+    let covered = || sh_with_path(&unless, None).status.success();
     assert!(!covered(), "no certificate yet: certbot runs");
     issue("DNS:shop.example.com");
     assert!(!covered(), "a name is missing: certbot runs again");
@@ -344,7 +311,7 @@ fn acme_certbot_command_name_guard_and_deploy_hook() {
     assert!(!covered(), "names match whole, not as prefixes");
 
     // The deploy hook: chain then key into haproxy_tls_cert, whole, then a reload.
-    let hook = haproxy_task(&site, "certbot deploy hook");
+    let hook = role_task(&site, "haproxy", "certbot deploy hook");
     let script = t
         .render_str(hook.args["content"].as_str().unwrap(), &ctx)
         .unwrap();
@@ -363,7 +330,7 @@ fn acme_certbot_command_name_guard_and_deploy_hook() {
             ),
         ],
     );
-    let o = sh(
+    let o = sh_with_path(
         &format!(
             "chmod +x {d}/bin/chown {d}/bin/systemctl {d}/hook && RENEWED_LINEAGE={l} {d}/hook",
             d = dir.display(),
@@ -393,8 +360,8 @@ fn acme_certbot_command_name_guard_and_deploy_hook() {
 /// The secret and ACME would overwrite each other's certificate: the role refuses both.
 #[test]
 fn a_secret_certificate_and_acme_exclude_each_other() {
-    let (_, site) = lab();
-    let task = haproxy_task(&site, "haproxy_tls_pem and haproxy_acme_domains");
+    let (_, site) = lab_site();
+    let task = role_task(&site, "haproxy", "haproxy_tls_pem and haproxy_acme_domains");
     assert_eq!(
         task.when,
         vec!["haproxy_tls_pem is defined and haproxy_acme_domains | length > 0".to_string()]

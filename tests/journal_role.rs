@@ -6,37 +6,25 @@
 
 mod common;
 use bosun::inventory::Inventory;
-use bosun::site::Site;
 use bosun::template::Templates;
 use common::*;
 use serde_json::{json, Map, Value};
-use std::path::Path;
 use std::process::Command;
 
 const COLLECTOR: &str = "etcd";
 const COLLECTOR_ADDRESS: &str = "10.20.0.31";
 
-fn lab() -> (Inventory, Site) {
-    let inv = Inventory::load(&repo().join("inventory/lab.yml")).expect("the lab inventory");
-    let site = Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
-    (inv, site)
-}
-
-fn extra(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
-
 /// The role's `journal_remote_conf_limits` reads the host's facts (its Debian release),
 /// which exist only on a host: these renders say which release they stand for.
 fn debian(release: u32, more: Value) -> Map<String, Value> {
-    let mut e = extra(more);
+    let mut e = vars(more);
     e.insert("journal_remote_conf_limits".into(), json!(release >= 13));
     e
 }
 
 /// `templates/DIR/NAME` rendered for `host` as the first play running `role` sees it.
 fn render(role: &str, host: &str, template: &str, e: &Map<String, Value>) -> String {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     let t = Templates::with_secrets(bosun::redact::SecretSet::new(&inv.secret_values));
     let scope = role_scope(&inv, &site, role, host, e, &t);
     t.render_file(&repo().join("templates").join(template), &scope.context())
@@ -56,7 +44,7 @@ fn values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
 
 #[test]
 fn the_lab_has_one_collector_on_the_monitoring_host() {
-    let (inv, _) = lab();
+    let (inv, _) = lab_site();
     let groups = inv.groups_value();
     assert_eq!(groups["monitoring"], json!([COLLECTOR]), "{groups}");
     assert_eq!(
@@ -67,7 +55,7 @@ fn the_lab_has_one_collector_on_the_monitoring_host() {
 
 #[test]
 fn every_host_uploads_to_the_collectors_private_address() {
-    let (inv, _) = lab();
+    let (inv, _) = lab_site();
     for host in inv.hosts.keys() {
         let conf = journal(host, "journal-upload.conf.j2", &debian(13, json!({})));
         assert_eq!(
@@ -143,7 +131,7 @@ fn retention_by_age_and_size_on_both_releases() {
         vacuum.contains("--vacuum-time=7d --vacuum-size=500M"),
         "{vacuum}"
     );
-    let timer = journal(COLLECTOR, "journal-remote-vacuum.timer.j2", &extra(e));
+    let timer = journal(COLLECTOR, "journal-remote-vacuum.timer.j2", &vars(e));
     assert_eq!(values(&timer, "OnCalendar"), vec!["daily"], "{timer}");
 
     // journal-remote.conf's own limits exist from systemd 253 (Debian 13: 257); Debian 12's
@@ -200,14 +188,14 @@ fn https_serves_the_secrets_certificate_and_uploaders_check_it() {
 
 #[test]
 fn the_site_expands_with_and_without_a_collector() {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     for e in [
         json!({}),
         json!({ "journal_remote_scheme": "https", "journal_remote_tls_ca": "ca", "journal_remote_tls_cert": "cert", "journal_remote_tls_key": "key" }),
         json!({ "journal_upload_history": true }),
     ] {
         let opts = bosun::engine::RunOptions {
-            extra_vars: extra(e.clone()),
+            extra_vars: vars(e.clone()),
             ..Default::default()
         };
         bosun::engine::preflight(&inv, &site, &opts, &Templates::new())
@@ -249,7 +237,7 @@ fn the_site_expands_with_and_without_a_collector() {
 
 #[test]
 fn the_firewall_admits_the_collector_port_from_every_host_only() {
-    let (inv, _) = lab();
+    let (inv, _) = lab_site();
     let every: Vec<String> = inv
         .hosts
         .values()
@@ -337,33 +325,9 @@ fn haproxy_logs_every_request_to_the_journal() {
     assert_eq!(proxies, 5, "{cfg}");
 }
 
-fn sh(script: &str, path: Option<&Path>) -> std::process::Output {
-    let mut c = Command::new("/bin/sh");
-    c.args(["-c", script]);
-    if let Some(p) = path {
-        c.env(
-            "PATH",
-            format!(
-                "{}:{}",
-                p.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        );
-    }
-    c.output().expect("sh")
-}
-
-fn journal_task<'a>(site: &'a Site, prefix: &str) -> &'a bosun::site::Task {
-    site.roles["journal"]
-        .tasks
-        .iter()
-        .find(|t| t.name.starts_with(prefix))
-        .unwrap_or_else(|| panic!("journal task `{prefix}…`"))
-}
-
 #[test]
 fn the_first_upload_starts_at_the_newest_entry() {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     let dir = tempdir("journal-cursor");
     let state_dir = dir.join("journal-upload");
     // A stand-in journalctl that prints one entry in the export format, as
@@ -380,14 +344,14 @@ fn the_first_upload_starts_at_the_newest_entry() {
         )],
     );
     assert!(
-        sh(&format!("chmod +x {}/bin/journalctl", dir.display()), None)
+        sh_with_path(&format!("chmod +x {}/bin/journalctl", dir.display()), None)
             .status
             .success()
     );
 
     let t = Templates::new();
     let scope = role_scope(&inv, &site, "journal", "lb", &Map::new(), &t);
-    let task = journal_task(&site, "first upload starts");
+    let task = role_task(&site, "journal", "first upload starts");
     assert_eq!(
         task.when,
         vec!["journal_collectors | length > 0 and not (journal_upload_history | bool)"]
@@ -403,8 +367,11 @@ fn the_first_upload_starts_at_the_newest_entry() {
             .unwrap(),
     );
     let unless = here(task.args["unless"].as_str().unwrap());
-    assert!(!sh(&unless, None).status.success(), "no state yet: runs");
-    let o = sh(&cmd, Some(&dir.join("bin")));
+    assert!(
+        !sh_with_path(&unless, None).status.success(),
+        "no state yet: runs"
+    );
+    let o = sh_with_path(&cmd, Some(&dir.join("bin")));
     assert!(o.status.success(), "{cmd}\n{:?}", text(&o));
     // The format systemd-journal-upload writes and reads back (LAST_CURSOR=).
     let state = std::fs::read_to_string(state_dir.join("state")).expect("state written");
@@ -417,12 +384,15 @@ fn the_first_upload_starts_at_the_newest_entry() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, vec!["state".to_string()], "no temp file left");
-    assert!(sh(&unless, None).status.success(), "then never again");
+    assert!(
+        sh_with_path(&unless, None).status.success(),
+        "then never again"
+    );
 
     // An empty journal: nothing to skip, no state.
     std::fs::remove_dir_all(&state_dir).unwrap();
     write_tree(&dir, &[("bin/journalctl", "#!/bin/sh\nexit 0\n")]);
-    let o = sh(&cmd, Some(&dir.join("bin")));
+    let o = sh_with_path(&cmd, Some(&dir.join("bin")));
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(!state_dir.join("state").exists());
     let _ = std::fs::remove_dir_all(&dir);
@@ -430,7 +400,7 @@ fn the_first_upload_starts_at_the_newest_entry() {
 
 #[test]
 fn the_uploader_client_certificate_is_made_once_for_the_journal_group() {
-    let (inv, site) = lab();
+    let (inv, site) = lab_site();
     let dir = tempdir("journal-client-tls");
     let tls = dir.join("tls");
     std::fs::create_dir(&tls).unwrap();
@@ -442,13 +412,15 @@ fn the_uploader_client_certificate_is_made_once_for_the_journal_group() {
             "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/../chgrp.log\"\n",
         )],
     );
-    assert!(sh(&format!("chmod +x {}/bin/chgrp", dir.display()), None)
-        .status
-        .success());
+    assert!(
+        sh_with_path(&format!("chmod +x {}/bin/chgrp", dir.display()), None)
+            .status
+            .success()
+    );
     let t = Templates::new();
-    let e = extra(json!({ "journal_upload_tls_dir": tls.display().to_string() }));
+    let e = vars(json!({ "journal_upload_tls_dir": tls.display().to_string() }));
     let scope = role_scope(&inv, &site, "journal", "lb", &e, &t);
-    let task = journal_task(&site, "uploader client certificate");
+    let task = role_task(&site, "journal", "uploader client certificate");
     assert_eq!(
         t.render_str(task.args["creates"].as_str().unwrap(), &scope.context())
             .unwrap(),
@@ -457,7 +429,7 @@ fn the_uploader_client_certificate_is_made_once_for_the_journal_group() {
     let cmd = t
         .render_str(task.args["cmd"].as_str().unwrap(), &scope.context())
         .unwrap();
-    let o = sh(&cmd, Some(&dir.join("bin")));
+    let o = sh_with_path(&cmd, Some(&dir.join("bin")));
     let (out, err) = text(&o);
     assert!(o.status.success(), "{cmd}\n{out}\n{err}");
     assert!(!err.contains("PRIVATE KEY") && !out.contains("PRIVATE KEY"));

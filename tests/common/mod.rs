@@ -295,6 +295,49 @@ pub fn role_scope(
     scope
 }
 
+/// The repository's lab inventory and site, as a converge of the lab loads them.
+pub fn lab_site() -> (bosun::inventory::Inventory, bosun::site::Site) {
+    let inv = bosun::inventory::Inventory::load(&repo().join("inventory/lab.yml"))
+        .expect("the lab inventory");
+    let site = bosun::site::Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
+    (inv, site)
+}
+
+/// A JSON object literal as extra variables.
+pub fn vars(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The first task of `role` whose name starts with `prefix`.
+pub fn role_task<'a>(
+    site: &'a bosun::site::Site,
+    role: &str,
+    prefix: &str,
+) -> &'a bosun::site::Task {
+    site.roles[role]
+        .tasks
+        .iter()
+        .find(|t| t.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{role} task `{prefix}…`"))
+}
+
+/// `sh -c SCRIPT`, with `path` (a directory of stand-in commands) first on PATH.
+pub fn sh_with_path(script: &str, path: Option<&Path>) -> Output {
+    let mut c = Command::new("/bin/sh");
+    c.args(["-c", script]);
+    if let Some(p) = path {
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                p.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    }
+    c.output().expect("sh")
+}
+
 /// `bosun converge -i inventory/lab.yml --output json EXTRA...` from the repository: its
 /// output and its events.
 pub fn lab_converge(extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
