@@ -64,11 +64,16 @@ fn leader() -> Option<String> {
     member(&["leader", "master", "primary"])
 }
 
+/// A leader and two replicas that replicate (Patroni 4 says `streaming`; 3.0.2, Debian
+/// 12, says `running`).
 fn all_streaming() -> bool {
     let c = cluster();
-    c.len() == 3
-        && c.iter().filter(|m| m["state"] == "streaming").count() == 2
-        && c.iter().any(|m| m["state"] == "running")
+    let replicating = |m: &&Value| {
+        matches!(m["role"].as_str(), Some("replica" | "sync_standby"))
+            && matches!(m["state"].as_str(), Some("running" | "streaming"))
+    };
+    let leading = |m: &&Value| matches!(m["role"].as_str(), Some("leader" | "master" | "primary"));
+    c.len() == 3 && c.iter().filter(replicating).count() == 2 && c.iter().any(|m| leading(&m))
 }
 
 /// One notification Alertmanager sent: when it arrived and one alert of it.
