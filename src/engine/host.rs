@@ -335,7 +335,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             return false;
         }
         let known = |n: &String| {
-            !(n == "facts" && !self.facts_known)
+            (n != "facts" || self.facts_known)
                 && !self.scope.is_unresolved(n)
                 && !pending_regs.contains_key(n)
         };
