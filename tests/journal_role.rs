@@ -354,7 +354,7 @@ fn the_first_upload_starts_at_the_newest_entry() {
     let task = role_task(&site, "journal", "first upload starts");
     assert_eq!(
         task.when,
-        vec!["journal_collectors | length > 0 and not (journal_upload_history | bool)"]
+        vec!["not (journal_collector_pass | bool) and journal_collectors | length > 0 and not (journal_upload_history | bool)"]
     );
     let here = |s: &str| {
         s.replace(
@@ -456,4 +456,41 @@ fn the_uploader_client_certificate_is_made_once_for_the_journal_group() {
         "{subject}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The base play sets up the uploaders, the monitoring play (facts known by then) the
+/// collector: no collector task runs in the base play, no uploader task in the monitoring one.
+#[test]
+fn uploaders_in_the_base_play_collector_in_the_monitoring_play() {
+    let (_, site) = lab_site();
+    let play = |name: &str| {
+        site.plays
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("play {name}"))
+    };
+    assert!(play("base").roles.iter().any(|r| r == "journal"));
+    let monitoring = play("monitoring");
+    assert!(monitoring.roles.iter().any(|r| r == "journal"));
+    assert_eq!(
+        monitoring.vars.get("journal_collector_pass"),
+        Some(&serde_json::json!(true))
+    );
+    for t in &site.roles["journal"].tasks {
+        let when = t.when.join(" and ");
+        if t.name.starts_with("collector") || t.name.starts_with("vacuum") {
+            assert!(
+                when.starts_with("journal_collector_pass | bool"),
+                "{}: {when}",
+                t.name
+            );
+        }
+        if t.name.starts_with("uploader") || t.name.starts_with("first upload") {
+            assert!(
+                when.starts_with("not (journal_collector_pass | bool)"),
+                "{}: {when}",
+                t.name
+            );
+        }
+    }
 }
