@@ -269,20 +269,21 @@ pub struct TaskController<'a> {
     pub ctx: &'a JValue,
 }
 
-impl TaskController<'_> {
-    fn find(&self, dirs: Vec<PathBuf>, src: &str) -> Option<PathBuf> {
-        let p = std::path::Path::new(src);
-        if p.is_absolute() {
-            return p.is_file().then(|| p.to_path_buf());
-        }
-        dirs.into_iter().map(|d| d.join(src)).find(|c| c.is_file())
+impl TaskController<'_> {}
+
+/// `src` itself when absolute, else the first of `dirs` that holds it as a file.
+pub fn find_file(dirs: Vec<PathBuf>, src: &str) -> Option<PathBuf> {
+    let p = std::path::Path::new(src);
+    if p.is_absolute() {
+        return p.is_file().then(|| p.to_path_buf());
     }
+    dirs.into_iter().map(|d| d.join(src)).find(|c| c.is_file())
 }
 
 impl Controller for TaskController<'_> {
     fn read_file(&self, src: &str) -> Result<Vec<u8>, ArgError> {
         let dirs = self.role.file_dirs(self.project);
-        let path = self.find(dirs.clone(), src).ok_or_else(|| {
+        let path = find_file(dirs.clone(), src).ok_or_else(|| {
             ArgError::new(format!("file `{src}` not found")).hint(format!(
                 "looked in {}",
                 dirs.iter()
@@ -297,7 +298,7 @@ impl Controller for TaskController<'_> {
 
     fn render_template(&self, src: &str) -> Result<String, ArgError> {
         let dirs = self.role.template_dirs(self.project);
-        let path = self.find(dirs.clone(), src).ok_or_else(|| {
+        let path = find_file(dirs.clone(), src).ok_or_else(|| {
             ArgError::new(format!("template `{src}` not found")).hint(format!(
                 "looked in {}",
                 dirs.iter()

@@ -77,12 +77,7 @@ fn template_file_names(e: &Entry, project: &Project, templates: &Templates) -> O
     if crate::template::has_syntax(src) {
         return None;
     }
-    let path = e
-        .role
-        .template_dirs(project)
-        .into_iter()
-        .map(|d| d.join(src))
-        .find(|p| p.is_file())?;
+    let path = expand::find_file(e.role.template_dirs(project), src)?;
     let text = std::fs::read_to_string(path).ok()?;
     Some(templates.template_names(&text))
 }
@@ -388,16 +383,19 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     continue;
                 }
                 let mut names = expand::referenced_names(e.task, templates);
+                // Only facts not gathered yet and registered results in flight make a task
+                // wait: otherwise what it reads does not matter here.
+                let may_wait = !self.facts_known || !pending_regs.is_empty();
                 // A task whose `when` is already known to be false is skipped whatever its
                 // arguments read: it waits for nothing.
-                let skipped_now = self.known_false_when(e, templates, &pending_regs);
+                let skipped_now = may_wait && self.known_false_when(e, templates, &pending_regs);
                 if skipped_now {
                     names.clear();
                 }
                 // A template file reads what it reads: when it can be found now, its own
                 // names count; otherwise it may read anything.
                 let mut any_name = false;
-                if e.task.module == "template" && !skipped_now {
+                if may_wait && e.task.module == "template" && !skipped_now {
                     match template_file_names(e, self.ctx.project, templates) {
                         Some(file) => names.extend(file),
                         None => any_name = true,
