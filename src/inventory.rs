@@ -187,7 +187,7 @@ pub struct Host {
     /// Merged inventory variables (all → groups → host), secrets included.
     pub vars: Map<String, Value>,
     /// Jump hosts in OpenSSH ProxyJump syntax (`user@bastion[:port],...`), checked by
-    /// [`crate::jump::parse`]; `None` connects directly. Set by `jump:` or an Ansible
+    /// [`crate::hops::parse`]; `None` connects directly. Set by `jump:` or an Ansible
     /// `ProxyJump`/`-J`.
     pub jump: Option<String>,
 }
@@ -588,14 +588,14 @@ fn jump_setting(
     let Some(j) = jump else {
         return Ok(None);
     };
-    match crate::jump::parse(&j.value) {
+    match crate::hops::parse(&j.value) {
         Ok(hops) if hops.is_empty() => Ok(Some(None)),
         Ok(_) => Ok(Some(Some(j.value.trim().to_string()))),
         Err(m) => Err(LoadError::new(
             Place::at(path, &j.referenced),
             format!("malformed jump `{}`: {m}", j.value),
         )
-        .hint(crate::jump::SYNTAX_HINT)),
+        .hint(crate::hops::SYNTAX_HINT)),
     }
 }
 

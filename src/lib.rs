@@ -9,6 +9,7 @@ pub mod diag;
 pub mod diff;
 pub mod engine;
 pub mod event;
+pub mod hops;
 pub mod interrupt;
 pub mod inventory;
 pub mod jump;

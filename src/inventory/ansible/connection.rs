@@ -113,10 +113,10 @@ pub(super) fn inspect(key: &str, value: &Value) -> Result<Option<String>, (Strin
         "ansible_ssh_common_args" | "ansible_ssh_extra_args" => {
             let (jump, ignored) = jump_from_args(&need_text()?);
             if let Some(j) = jump.filter(|j| !j.is_empty()) {
-                crate::jump::parse(&j).map_err(|m| {
+                crate::hops::parse(&j).map_err(|m| {
                     (
                         format!("{key}: malformed jump host `{j}`: {m}"),
-                        crate::jump::SYNTAX_HINT.to_string(),
+                        crate::hops::SYNTAX_HINT.to_string(),
                     )
                 })?;
             }
