@@ -1,8 +1,8 @@
-//! `bosun lab …` and the lab side of `converge`: the CLI face of [`bosun::lab`].
+//! `bosun lab …` and the lab side of `converge`: the CLI face of [`bosun_lab`].
 
-use bosun::inventory::{Host, Inventory};
-use bosun::lab::{self, LabConfig, LabEvent, LabHost};
-use bosun::ssh::{ConnectOptions, Connection};
+use bosun_lab::{self as lab, LabConfig, LabEvent, LabHost, LabOsExt};
+use bosun_model::inventory::{Host, Inventory};
+use bosun_transport::ssh::{ConnectOptions, Connection};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -45,9 +45,9 @@ pub fn config_for(inv: &Inventory) -> Result<LabConfig, String> {
     // The inventory's `lab: {os: …}`, else BOSUN_LAB_OS, else the release the lab runs.
     cfg.os = match inv.lab_os {
         Some(os) => os,
-        None => match bosun::lab::LabOs::from_env()? {
+        None => match bosun_lab::LabOs::from_env()? {
             Some(os) => os,
-            None => bosun::lab::LabOs::current(&cfg.state_dir)?,
+            None => bosun_lab::LabOs::current(&cfg.state_dir)?,
         },
     };
     cfg.hosts = inv

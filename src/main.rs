@@ -1,17 +1,18 @@
 //! The `bosun` command line: parses flags, loads input, runs the engine, renders events.
 
 mod labcmd;
+mod render;
 mod secretcmd;
+mod status;
 
-use bosun::diag::LoadErrors;
-use bosun::engine::{self, Emitter, RunOptions};
-use bosun::inventory::{GraphFormat, Inventory};
-use bosun::redact::{Redactor, SecretSet};
-use bosun::render::{OutputFormat, Renderer};
-use bosun::site::Site;
-use bosun::ssh::{ConnectOptions, Connection};
-use bosun::template::Templates;
-use bosun::text::strip_escapes;
+use crate::render::{OutputFormat, Renderer};
+use bosun_engine::{self as engine, Emitter, RunOptions};
+use bosun_model::diag::LoadErrors;
+use bosun_model::inventory::{GraphFormat, Inventory};
+use bosun_model::redact::{Redactor, SecretSet};
+use bosun_model::template::Templates;
+use bosun_model::text::strip_escapes;
+use bosun_transport::ssh::{ConnectOptions, Connection};
 use clap::{Args, Parser, Subcommand};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
@@ -101,8 +102,8 @@ enum LabCommand {
         #[arg(long, default_value_t = 7)]
         hosts: usize,
         /// The Debian release of every host: debian-13 (default) or debian-12.
-        #[arg(long, env = "BOSUN_LAB_OS", default_value = "debian-13", value_parser = bosun::lab::LabOs::parse)]
-        os: bosun::lab::LabOs,
+        #[arg(long, env = "BOSUN_LAB_OS", default_value = "debian-13", value_parser = bosun_lab::LabOs::parse)]
+        os: bosun_lab::LabOs,
     },
     /// Stop every lab host and remove their disks, the bridge and NAT rules.
     Down,
@@ -195,7 +196,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    bosun::secrets::set_cli_identities(cli.identity.clone());
+    bosun_model::secrets::set_cli_identities(cli.identity.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,7 +291,7 @@ fn load_errors(e: &LoadErrors) -> u8 {
 }
 
 /// Loads an inventory and prints what it ignored (warnings) to stderr.
-fn load_inventory(path: &Path) -> Result<Inventory, bosun::diag::LoadError> {
+fn load_inventory(path: &Path) -> Result<Inventory, bosun_model::diag::LoadError> {
     let inv = Inventory::load(path)?;
     let redactor = Redactor::new(&inv.secret_values);
     for w in &inv.warnings {
@@ -314,21 +315,23 @@ fn parse_extra_vars(
     for it in items {
         let v: Value = if let Some(file) = it.strip_prefix('@') {
             let file = Path::new(file);
-            let v: Value = bosun::secrets::load_yaml(file, identity)
-                .map_err(|e| e.at(bosun::diag::Place::file(Path::new("-e"))).render())?;
-            if bosun::secrets::is_encrypted_file(file) {
+            let v: Value = bosun_model::secrets::load_yaml(file, identity).map_err(|e| {
+                e.at(bosun_model::diag::Place::file(Path::new("-e")))
+                    .render()
+            })?;
+            if bosun_model::secrets::is_encrypted_file(file) {
                 if let Value::Object(m) = &v {
-                    bosun::inventory::collect_secrets(m, secrets);
+                    bosun_model::inventory::collect_secrets(m, secrets);
                 }
             }
             v
         } else if it.trim_start().starts_with('{') {
-            bosun::yaml::parse(Path::new("-e"), it).map_err(|e| e.render())?
+            bosun_model::yaml::parse(Path::new("-e"), it).map_err(|e| e.render())?
         } else if let Some((k, v)) = it.split_once('=') {
             let val: Value = if v.is_empty() {
                 Value::String(String::new())
             } else {
-                bosun::yaml::parse(Path::new("-e"), v)
+                bosun_model::yaml::parse(Path::new("-e"), v)
                     .unwrap_or_else(|_| Value::String(v.to_string()))
             };
             let val = match val {
@@ -366,7 +369,7 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
             site_path.display()
         ));
     }
-    let site = match Site::load(&site_path) {
+    let site = match bosun_engine::load_site(&site_path) {
         Ok(s) => s,
         Err(e) => return load_errors(&e),
     };
@@ -391,7 +394,7 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
         extra_vars,
         force_handlers: a.force_handlers,
         accept_new_host_keys: a.accept_new_host_keys,
-        interrupt: bosun::interrupt::Interrupt::new(),
+        interrupt: bosun_engine::interrupt::Interrupt::new(),
     };
     // One set of secrets for the whole run: templates add what they derive from a secret
     // (in preflight and in the run), and the redactor of every event sees it.
@@ -414,12 +417,17 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let emitter = Arc::new(Emitter::new(tx, redactor));
     let signals = tokio::spawn(watch_signals(opts.interrupt.clone()));
+    let connector = Arc::new(bosun_transport::ssh::SshConnector::for_inventory(
+        &inv,
+        opts.accept_new_host_keys,
+    ));
     let run = tokio::spawn(engine::run(
         Arc::new(inv),
         Arc::new(site),
         Arc::new(opts),
         Arc::new(templates),
         emitter,
+        connector,
     ));
     let mut renderer = Renderer::new(a.output, a.verbose, diff);
     while let Some(ev) = rx.recv().await {
@@ -442,8 +450,8 @@ async fn converge(a: ConvergeArgs, plan: bool) -> u8 {
 }
 
 /// Ctrl-C and SIGTERM: the first asks the run to finish what runs and start nothing new,
-/// the second to kill what runs on the hosts now (see `bosun::interrupt`).
-async fn watch_signals(interrupt: bosun::interrupt::Interrupt) {
+/// the second to kill what runs on the hosts now (see `bosun_engine::interrupt`).
+async fn watch_signals(interrupt: bosun_engine::interrupt::Interrupt) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -644,7 +652,7 @@ async fn exec(
 }
 
 async fn lab(cmd: LabCommand) -> u8 {
-    use bosun::lab::{self as l, LabConfig};
+    use bosun_lab::{self as l, LabConfig, LabOsExt};
     let cfg = match &cmd {
         LabCommand::Up { hosts, os } => LabConfig {
             os: *os,
@@ -730,7 +738,7 @@ async fn lab(cmd: LabCommand) -> u8 {
 }
 
 async fn status(path: &Path, pg_group: &str, lb_group: &str, output: OutputFormat) -> u8 {
-    use bosun::status as st;
+    use crate::status as st;
     let inv = match load_inventory(path) {
         Ok(i) => i,
         Err(e) => return load_errors(&e.into()),

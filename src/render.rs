@@ -1,7 +1,7 @@
 //! Turning engine events into what an operator reads: progress per host while running,
 //! changes (and diffs) as they happen, a recap table at the end; or JSON lines for CI.
 
-use crate::event::{Event, HostRecap, Status, TaskReport};
+use bosun_engine::event::{Event, HostRecap, Status, TaskReport};
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -328,11 +328,11 @@ impl Renderer {
     }
 }
 
-/// A copy of the event with [`crate::text::strip_escapes`] applied to every string.
+/// A copy of the event with [`bosun_model::text::strip_escapes`] applied to every string.
 pub fn without_escapes(ev: &Event) -> Event {
     let mut ev = ev.clone();
     ev.for_each_string(&mut |s: &mut String| {
-        if let std::borrow::Cow::Owned(clean) = crate::text::strip_escapes(s) {
+        if let std::borrow::Cow::Owned(clean) = bosun_model::text::strip_escapes(s) {
             *s = clean;
         }
     });
@@ -354,7 +354,7 @@ mod tests {
             item: Some("\x1b]0;title\x07i".into()),
             summary: None,
             details: vec!["\x1b[2Jd".into()],
-            diff: Some(crate::event::FileDiff {
+            diff: Some(bosun_engine::event::FileDiff {
                 path: "/x".into(),
                 unified: "+a\x1b[31mb\r\n".into(),
             }),

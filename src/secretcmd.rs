@@ -1,10 +1,10 @@
 //! `bosun secret …`: encrypt, decrypt, edit and rekey age-encrypted vars files, and make
-//! age keys. The CLI face of [`bosun::secrets`].
+//! age keys. The CLI face of [`bosun_model::secrets`].
 
-use bosun::secrets::edit::{run_editor, EditorOutcome, PrivateDir};
-use bosun::secrets::files::write_atomic;
-use bosun::secrets::keys::{self, ENV_NEW_PASSPHRASE, ENV_PASSPHRASE};
-use bosun::secrets::{self as s, recipients, Recipients, SecretError, Unlocked};
+use bosun_model::secrets::edit::{run_editor, EditorOutcome, PrivateDir};
+use bosun_model::secrets::files::write_atomic;
+use bosun_model::secrets::keys::{self, ENV_NEW_PASSPHRASE, ENV_PASSPHRASE};
+use bosun_model::secrets::{self as s, recipients, Recipients, SecretError, Unlocked};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};

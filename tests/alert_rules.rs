@@ -12,9 +12,9 @@
 //! instead. A missing tool fails the test, with how to get it.
 
 mod common;
-use bosun::inventory::Inventory;
-use bosun::site::Site;
-use bosun::template::Templates;
+use bosun_model::inventory::Inventory;
+use bosun_model::site::Site;
+use bosun_model::template::Templates;
 use common::*;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -88,23 +88,23 @@ fn monitoring() -> Monitoring {
         1,
         "the lab's monitoring group is one host"
     );
-    let site = Site::load(&dir.join("roles/site.yml")).expect("the site");
+    let site = bosun_engine::load_site(&dir.join("roles/site.yml")).expect("the site");
     Monitoring { dir, inv, site }
 }
 
 impl Monitoring {
     fn templates(&self) -> Templates {
-        Templates::with_secrets(bosun::redact::SecretSet::new(&self.inv.secret_values))
+        Templates::with_secrets(bosun_model::redact::SecretSet::new(&self.inv.secret_values))
     }
 
     /// Every task and handler of the role expands for the monitoring host (templates
     /// rendered, variables defined), as `bosun converge` checks before contacting a host.
     fn preflight(&self, extra: &Map<String, Value>) {
-        let opts = bosun::engine::RunOptions {
+        let opts = bosun_engine::RunOptions {
             extra_vars: extra.clone(),
             ..Default::default()
         };
-        bosun::engine::preflight(&self.inv, &self.site, &opts, &self.templates())
+        bosun_engine::preflight(&self.inv, &self.site, &opts, &self.templates())
             .unwrap_or_else(|e| panic!("the monitoring role expands:\n{e}"));
     }
 
@@ -116,7 +116,7 @@ impl Monitoring {
             &self.dir.join("templates/monitoring").join(name),
             &scope.context(),
         )
-        .unwrap_or_else(|e| panic!("{name} renders: {}", bosun::template::describe(&e)))
+        .unwrap_or_else(|e| panic!("{name} renders: {}", bosun_model::template::describe(&e)))
     }
 
     /// The role's defaults.
@@ -126,7 +126,7 @@ impl Monitoring {
 }
 
 fn yaml(text: &str) -> Value {
-    bosun::yaml::parse(Path::new("rendered.yml"), text)
+    bosun_model::yaml::parse(Path::new("rendered.yml"), text)
         .unwrap_or_else(|e| panic!("{}\n{text}", e.message))
 }
 
@@ -432,7 +432,7 @@ fn monitoring_configs_pass_the_checks_the_role_runs_on_the_host() {
 #[test]
 fn haproxy_metrics_only_when_asked_and_behind_the_stats_password() {
     let inv = Inventory::load(&repo().join("inventory/lab.yml")).expect("the lab inventory");
-    let site = Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
+    let site = bosun_engine::load_site(&repo().join("roles/site.yml")).expect("the repo's site");
     let render = |on: bool| {
         let t = Templates::new();
         let extra: Map<String, Value> = json!({ "haproxy_prometheus_exporter": on })

@@ -6,9 +6,9 @@
 //! runuser and systemctl. The real thing is the lab drill.
 
 mod common;
-use bosun::inventory::Inventory;
-use bosun::site::Site;
-use bosun::template::Templates;
+use bosun_model::inventory::Inventory;
+use bosun_model::site::Site;
+use bosun_model::template::Templates;
 use common::*;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ struct Case {
 fn lab() -> Case {
     Case {
         inv: Inventory::load(&repo().join("inventory/lab.yml")).expect("the lab inventory"),
-        site: Site::load(&repo().join("roles/site.yml")).expect("the repo's site"),
+        site: bosun_engine::load_site(&repo().join("roles/site.yml")).expect("the repo's site"),
         _dir: None,
     }
 }
@@ -55,22 +55,22 @@ fn s3() -> Case {
     std::fs::write(&path, text).expect("inventory");
     Case {
         inv: Inventory::load(&path).expect("the S3 inventory"),
-        site: Site::load(&repo().join("roles/site.yml")).expect("the repo's site"),
+        site: bosun_engine::load_site(&repo().join("roles/site.yml")).expect("the repo's site"),
         _dir: Some(dir),
     }
 }
 
 impl Case {
     fn templates(&self) -> Templates {
-        Templates::with_secrets(bosun::redact::SecretSet::new(&self.inv.secret_values))
+        Templates::with_secrets(bosun_model::redact::SecretSet::new(&self.inv.secret_values))
     }
 
     fn preflight(&self, site: &Site, extra: &Map<String, Value>) -> Result<(), String> {
-        let opts = bosun::engine::RunOptions {
+        let opts = bosun_engine::RunOptions {
             extra_vars: extra.clone(),
             ..Default::default()
         };
-        bosun::engine::preflight(&self.inv, site, &opts, &self.templates())
+        bosun_engine::preflight(&self.inv, site, &opts, &self.templates())
             .map_err(|e| e.to_string())
     }
 
@@ -85,7 +85,7 @@ impl Case {
         let t = self.templates();
         let scope = role_scope(&self.inv, &self.site, role, host, extra, &t);
         t.render_file(&repo().join("templates").join(name), &scope.context())
-            .unwrap_or_else(|e| panic!("{name} renders: {}", bosun::template::describe(&e)))
+            .unwrap_or_else(|e| panic!("{name} renders: {}", bosun_model::template::describe(&e)))
     }
 
     /// Every task of the pgbackrest role that runs on `host` (its `when` holds), per loop
@@ -96,13 +96,13 @@ impl Case {
         let role = &self.site.roles["pgbackrest"];
         let mut out = Vec::new();
         for task in &role.tasks {
-            let items = bosun::engine::expand::loop_items(task, &t, &scope.context())
+            let items = bosun_engine::expand::loop_items(task, &t, &scope.context())
                 .unwrap_or_else(|e| panic!("{}: {}", task.name, e.message));
             let ctxs: Vec<minijinja::Value> = match items {
                 None => vec![scope.context()],
                 Some(items) => items
                     .iter()
-                    .map(|it| scope.with(&task.loop_var, bosun::template::jv(it)))
+                    .map(|it| scope.with(&task.loop_var, bosun_model::template::jv(it)))
                     .collect(),
             };
             for ctx in ctxs {
@@ -112,7 +112,7 @@ impl Case {
                 });
                 if runs {
                     let args = t.render_value(&task.args, &ctx).unwrap_or_else(|e| {
-                        panic!("{}: {}", task.name, bosun::template::describe(&e))
+                        panic!("{}: {}", task.name, bosun_model::template::describe(&e))
                     });
                     out.push((task.name.clone(), args));
                 }
@@ -135,7 +135,8 @@ fn lab_site_and_restore_expand() {
     let c = lab();
     c.preflight(&c.site, &Map::new())
         .unwrap_or_else(|e| panic!("the site expands for the lab:\n{e}"));
-    let restore = Site::load(&repo().join("roles/restore.yml")).expect("roles/restore.yml");
+    let restore =
+        bosun_engine::load_site(&repo().join("roles/restore.yml")).expect("roles/restore.yml");
     for e in [
         json!({}),
         json!({ "restore_target_time": "2026-11-30 15:00:00+00" }),
@@ -389,7 +390,7 @@ fn bad_input_is_named() {
     .expect("inventory");
     let c = Case {
         inv: Inventory::load(&path).expect("inventory"),
-        site: Site::load(&repo().join("roles/site.yml")).expect("site"),
+        site: bosun_engine::load_site(&repo().join("roles/site.yml")).expect("site"),
         _dir: Some(dir),
     };
     let err = c
@@ -517,7 +518,7 @@ fn patroni_archives_only_when_backups_are_on() {
     for w in ["archive", "recovery_conf", "pgbackrest"] {
         assert!(!off.contains(w), "no {w} with backups off:\n{off}");
     }
-    let parsed: Value = bosun::yaml::parse(Path::new("patroni.yml"), &on).expect("YAML");
+    let parsed: Value = bosun_model::yaml::parse(Path::new("patroni.yml"), &on).expect("YAML");
     let dcs = &parsed["bootstrap"]["dcs"]["postgresql"];
     assert_eq!(dcs["parameters"]["archive_mode"], "on");
     assert_eq!(
@@ -575,7 +576,7 @@ fn postgres_versions_agree_with_patroni() {
 #[test]
 fn restored_copy_never_archives_and_has_its_own_port() {
     let c = lab();
-    let restore = Site::load(&repo().join("roles/restore.yml")).expect("restore.yml");
+    let restore = bosun_engine::load_site(&repo().join("roles/restore.yml")).expect("restore.yml");
     let rc = Case {
         inv: c.inv,
         site: restore,

@@ -6,7 +6,7 @@
 //! The lab drill (tests/lab_tls.rs) checks the same on real hosts.
 
 mod common;
-use bosun::template::Templates;
+use bosun_model::template::Templates;
 use common::*;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -94,11 +94,11 @@ fn the_site_expands_with_a_self_signed_or_a_secret_certificate() {
         json!({ "haproxy_tls_pem": "-----BEGIN CERTIFICATE-----\n...\n", "haproxy_tls_names": ["shop.example.com", "203.0.113.7"] }),
         json!({ "haproxy_acme_domains": ["shop.example.com", "www.example.com"], "haproxy_acme_email": "ops@example.com" }),
     ] {
-        let opts = bosun::engine::RunOptions {
+        let opts = bosun_engine::RunOptions {
             extra_vars: vars(e.clone()),
             ..Default::default()
         };
-        bosun::engine::preflight(&inv, &site, &opts, &Templates::new())
+        bosun_engine::preflight(&inv, &site, &opts, &Templates::new())
             .unwrap_or_else(|err| panic!("preflight with {e}: {err}"));
     }
 }

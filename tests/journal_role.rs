@@ -5,8 +5,8 @@
 //! (a request through lb:80 found in the collector's journal) needs the lab.
 
 mod common;
-use bosun::inventory::Inventory;
-use bosun::template::Templates;
+use bosun_model::inventory::Inventory;
+use bosun_model::template::Templates;
 use common::*;
 use serde_json::{json, Map, Value};
 use std::process::Command;
@@ -25,10 +25,15 @@ fn debian(release: u32, more: Value) -> Map<String, Value> {
 /// `templates/DIR/NAME` rendered for `host` as the first play running `role` sees it.
 fn render(role: &str, host: &str, template: &str, e: &Map<String, Value>) -> String {
     let (inv, site) = lab_site();
-    let t = Templates::with_secrets(bosun::redact::SecretSet::new(&inv.secret_values));
+    let t = Templates::with_secrets(bosun_model::redact::SecretSet::new(&inv.secret_values));
     let scope = role_scope(&inv, &site, role, host, e, &t);
     t.render_file(&repo().join("templates").join(template), &scope.context())
-        .unwrap_or_else(|err| panic!("{template} renders: {}", bosun::template::describe(&err)))
+        .unwrap_or_else(|err| {
+            panic!(
+                "{template} renders: {}",
+                bosun_model::template::describe(&err)
+            )
+        })
 }
 
 fn journal(host: &str, template: &str, e: &Map<String, Value>) -> String {
@@ -194,11 +199,11 @@ fn the_site_expands_with_and_without_a_collector() {
         json!({ "journal_remote_scheme": "https", "journal_remote_tls_ca": "ca", "journal_remote_tls_cert": "cert", "journal_remote_tls_key": "key" }),
         json!({ "journal_upload_history": true }),
     ] {
-        let opts = bosun::engine::RunOptions {
+        let opts = bosun_engine::RunOptions {
             extra_vars: vars(e.clone()),
             ..Default::default()
         };
-        bosun::engine::preflight(&inv, &site, &opts, &Templates::new())
+        bosun_engine::preflight(&inv, &site, &opts, &Templates::new())
             .unwrap_or_else(|err| panic!("preflight with {e}: {err}"));
     }
 
@@ -219,7 +224,7 @@ fn the_site_expands_with_and_without_a_collector() {
     let path = dir.join("inventory.yml");
     std::fs::write(&path, without).expect("inventory");
     let inv = Inventory::load(&path).expect("the lab inventory without monitoring");
-    bosun::engine::preflight(&inv, &site, &Default::default(), &Templates::new())
+    bosun_engine::preflight(&inv, &site, &Default::default(), &Templates::new())
         .unwrap_or_else(|err| panic!("preflight without a collector: {err}"));
     let t = Templates::new();
     let scope = role_scope(&inv, &site, "journal", "lb", &Map::new(), &t);

@@ -7,7 +7,7 @@
 //! hosts reachable again after [`BLOCK_SECS`].
 
 mod common;
-use bosun::inventory::Inventory;
+use bosun_model::inventory::Inventory;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -15,12 +15,13 @@ const PASSWORD: &str = "lab-redis-pw";
 /// repo's site sees it with the lab inventory.
 fn render(role: &str, host: &str, template: &str) -> String {
     let repo = repo();
-    let inv =
-        bosun::inventory::Inventory::load(&repo.join("inventory/lab.yml")).expect("inventory");
-    let site = bosun::site::Site::load(&repo.join("roles/site.yml")).expect("site");
-    let templates =
-        bosun::template::Templates::with_secrets(bosun::redact::SecretSet::new(&inv.secret_values));
-    bosun::engine::preflight(&inv, &site, &Default::default(), &templates)
+    let inv = bosun_model::inventory::Inventory::load(&repo.join("inventory/lab.yml"))
+        .expect("inventory");
+    let site = bosun_engine::load_site(&repo.join("roles/site.yml")).expect("site");
+    let templates = bosun_model::template::Templates::with_secrets(
+        bosun_model::redact::SecretSet::new(&inv.secret_values),
+    );
+    bosun_engine::preflight(&inv, &site, &Default::default(), &templates)
         .unwrap_or_else(|e| panic!("the site expands for the lab inventory:\n{e}"));
     let scope = role_scope(&inv, &site, role, host, &Default::default(), &templates);
     templates

@@ -76,8 +76,8 @@ monitoring_tools() {
 
 stage "install dependencies" install_deps || exit 1
 stage "monitoring tools (unpacked)" monitoring_tools || exit 1
-stage "build" cargo build --release --all-targets || exit 1
-stage "unit + integration tests" cargo test --release -- --test-threads 2 || exit 1
+stage "build" cargo build --release --workspace --all-targets || exit 1
+stage "unit + integration tests" cargo test --release --workspace -- --test-threads 2 || exit 1
 # Faults on loopback (issue 11), each printing how long the run took to end and what it left.
 stage "fault drills (loopback)" cargo test --release --test faults -- --ignored --nocapture || exit 1
 

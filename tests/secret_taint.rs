@@ -231,12 +231,13 @@ fn pg_role_verifiers_are_registered_as_secrets() {
             ),
         ],
     );
-    let inv = bosun::inventory::Inventory::load(&dir.join("inventory.yml")).expect("inventory");
-    let site = bosun::site::Site::load(&dir.join("roles/site.yml")).expect("site");
-    let secrets = bosun::redact::SecretSet::new(&inv.secret_values);
-    let templates = bosun::template::Templates::with_secrets(secrets.clone());
+    let inv =
+        bosun_model::inventory::Inventory::load(&dir.join("inventory.yml")).expect("inventory");
+    let site = bosun_engine::load_site(&dir.join("roles/site.yml")).expect("site");
+    let secrets = bosun_model::redact::SecretSet::new(&inv.secret_values);
+    let templates = bosun_model::template::Templates::with_secrets(secrets.clone());
     let before = secrets.snapshot().len();
-    bosun::engine::preflight(&inv, &site, &Default::default(), &templates).expect("preflight");
+    bosun_engine::preflight(&inv, &site, &Default::default(), &templates).expect("preflight");
     // One verifier per host for the role with a password (each with its own salt).
     assert_eq!(secrets.snapshot().len(), before + 2);
     let _ = std::fs::remove_dir_all(&dir);
@@ -248,7 +249,7 @@ fn pg_role_verifiers_are_registered_as_secrets() {
 /// that answers PONG only when the password came in its environment and not in argv.
 #[test]
 fn roles_keep_passwords_off_command_lines() {
-    let site = bosun::site::Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
+    let site = bosun_engine::load_site(&repo().join("roles/site.yml")).expect("the repo's site");
     let mut redis_check = None;
     for role in site.roles.values() {
         for t in role.tasks.iter().chain(&role.handlers) {

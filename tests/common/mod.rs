@@ -254,14 +254,14 @@ pub fn repo() -> PathBuf {
 /// play's hosts as `play_hosts`, `extra` as `-e` gives it), facts left pending: for
 /// rendering a role's templates offline exactly as a run would.
 pub fn role_scope(
-    inv: &bosun::inventory::Inventory,
-    site: &bosun::site::Site,
+    inv: &bosun_model::inventory::Inventory,
+    site: &bosun_model::site::Site,
     role: &str,
     host: &str,
     extra: &serde_json::Map<String, serde_json::Value>,
-    t: &bosun::template::Templates,
-) -> bosun::engine::expand::Scope {
-    use bosun::engine::expand::{Globals, PlayVars, Scope};
+    t: &bosun_model::template::Templates,
+) -> bosun_engine::expand::Scope {
+    use bosun_engine::expand::{Globals, PlayVars, Scope};
     let play = site
         .plays
         .iter()
@@ -285,7 +285,7 @@ pub fn role_scope(
         extra,
         globals: &globals,
         play_hosts: &names,
-        play_hosts_value: bosun::template::jv(&names),
+        play_hosts_value: bosun_model::template::jv(&names),
         check: false,
         templates: t,
     };
@@ -296,10 +296,10 @@ pub fn role_scope(
 }
 
 /// The repository's lab inventory and site, as a converge of the lab loads them.
-pub fn lab_site() -> (bosun::inventory::Inventory, bosun::site::Site) {
-    let inv = bosun::inventory::Inventory::load(&repo().join("inventory/lab.yml"))
+pub fn lab_site() -> (bosun_model::inventory::Inventory, bosun_model::site::Site) {
+    let inv = bosun_model::inventory::Inventory::load(&repo().join("inventory/lab.yml"))
         .expect("the lab inventory");
-    let site = bosun::site::Site::load(&repo().join("roles/site.yml")).expect("the repo's site");
+    let site = bosun_engine::load_site(&repo().join("roles/site.yml")).expect("the repo's site");
     (inv, site)
 }
 
@@ -310,10 +310,10 @@ pub fn vars(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> 
 
 /// The first task of `role` whose name starts with `prefix`.
 pub fn role_task<'a>(
-    site: &'a bosun::site::Site,
+    site: &'a bosun_model::site::Site,
     role: &str,
     prefix: &str,
-) -> &'a bosun::site::Task {
+) -> &'a bosun_model::site::Task {
     site.roles[role]
         .tasks
         .iter()

@@ -1,0 +1,1171 @@
+//! One host through one play: rounds of probe → plan → apply.
+//!
+//! A round probes every task it can in one remote script. Planning is local. Changes are
+//! applied in order in one remote script, up to the first task whose probe an applied change
+//! may have made stale (see [`stale`]); the next round re-probes from there. A no-op play is
+//! therefore exactly one round trip, and a first converge a handful.
+//!
+//! A task that reads a variable registered by a task still in flight waits for a later
+//! round, so `register` never sees a guess.
+
+use super::batch::{Batch, StepEnd, STATE_DIR_SH};
+use super::expand::{self, ItemOutcome, Scope, Unit};
+use super::{Emitter, HostStats, RunOptions};
+use crate::event::{Event, Status, TaskReport};
+use crate::modules::{Effects, Observed, Plan};
+use crate::remote::{Killed, Remote};
+use bosun_model::inventory::Timeouts;
+use bosun_model::shell::quote;
+use bosun_model::site::{Play, Project, Role, Task};
+use bosun_model::template::Templates;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// A task or handler in play order.
+pub struct Entry<'a> {
+    pub role: &'a Role,
+    pub task: &'a Task,
+    pub handler: bool,
+}
+
+/// What a play needs to run one host.
+pub struct PlayCtx<'a> {
+    pub play: &'a Play,
+    pub project: &'a Project,
+    pub templates: &'a Templates,
+    pub opts: &'a RunOptions,
+    pub emit: &'a Emitter,
+    /// The play's hosts; `run_once` tasks run on the first.
+    pub play_hosts: &'a [String],
+    /// Deadlines: the inventory's, with the play's `task_timeout` applied.
+    pub limits: Timeouts,
+    /// The play's roles (their handlers may be pending from an earlier run).
+    pub roles: &'a [&'a Role],
+}
+
+/// The result of one unit, in the shape `register` exposes.
+#[derive(Debug, Clone, Default)]
+struct UnitResult {
+    changed: bool,
+    failed: bool,
+    skipped: bool,
+    rc: i32,
+    stdout: String,
+    stderr: String,
+    msg: String,
+}
+
+impl UnitResult {
+    fn to_json(&self) -> Value {
+        json!({
+            "changed": self.changed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "rc": self.rc,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "stdout_lines": self.stdout.lines().collect::<Vec<_>>(),
+            "msg": self.msg,
+        })
+    }
+}
+
+/// The names a `template` task's file reads, when its `src` is a plain name found in the
+/// role's template directories; `None` when it cannot be known before rendering.
+fn template_file_names(e: &Entry, project: &Project, templates: &Templates) -> Option<Vec<String>> {
+    let src = e.task.args.get("src")?.as_str()?;
+    if bosun_model::template::has_syntax(src) {
+        return None;
+    }
+    let path = expand::find_file(e.role.template_dirs(project), src)?;
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(templates.template_names(&text))
+}
+
+/// A unit waiting in the round queue.
+struct Queued {
+    entry: usize,
+    unit: Unit,
+}
+
+/// How the host came out of the play.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostEnd {
+    Done,
+    Failed,
+    Unreachable(String),
+    /// The operator interrupted the run; what ran was reported, nothing new started.
+    Interrupted,
+}
+
+/// How the last remote script of a host ended, for the messages of its unfinished steps.
+#[derive(Debug, Default)]
+struct LastScript {
+    rc: i32,
+    stderr: String,
+    killed: Option<Killed>,
+    /// Steps killed for overstaying, with their limit.
+    expired: Vec<(usize, std::time::Duration)>,
+}
+
+/// Runs `entries` (tasks, or notified handlers) on one host.
+pub struct HostRun<'a, 'b> {
+    pub ctx: &'a PlayCtx<'b>,
+    pub host: &'a str,
+    pub conn: &'a dyn Remote,
+    pub scope: &'a mut Scope,
+    pub stats: &'a mut HostStats,
+    /// Handler names notified so far, per role.
+    pub notified: BTreeSet<(String, String)>,
+    /// The task that failed the host, with its message.
+    pub failure: Option<(String, String)>,
+    /// Effects of changes already made (or, in check mode, that would be made) in this
+    /// play: later probes that they touch are re-run, or marked as predictions.
+    pending_effects: Vec<Effects>,
+    /// The first probe round also reads the notifications an earlier run recorded.
+    pending_handlers_unread: bool,
+    /// Handlers found pending from an earlier run (role, handler).
+    pub pending_earlier: Vec<(String, String)>,
+    /// A notification was recorded on the host by this run (it is cleared at the end).
+    pub recorded: bool,
+    /// `facts` is in scope (gathered by this run's first round on the host).
+    facts_known: bool,
+    last: LastScript,
+}
+
+impl<'a, 'b> HostRun<'a, 'b> {
+    pub fn new(
+        ctx: &'a PlayCtx<'b>,
+        host: &'a str,
+        conn: &'a dyn Remote,
+        scope: &'a mut Scope,
+        stats: &'a mut HostStats,
+    ) -> Self {
+        let facts_known = scope.has("facts");
+        HostRun {
+            ctx,
+            host,
+            conn,
+            scope,
+            stats,
+            notified: BTreeSet::new(),
+            failure: None,
+            pending_effects: Vec::new(),
+            pending_handlers_unread: true,
+            pending_earlier: Vec::new(),
+            recorded: false,
+            facts_known,
+            last: LastScript::default(),
+        }
+    }
+
+    /// Makes `facts` visible to this host's templates (variables that read them render now).
+    pub fn set_facts(&mut self, facts: &Value) {
+        self.scope.set(
+            "facts",
+            bosun_model::template::jv(facts),
+            &self.ctx.opts.extra_vars,
+        );
+        self.scope.resolve(self.ctx.templates);
+        self.facts_known = true;
+    }
+
+    /// Fails the host outside any task (facts could not be gathered); the engine reports
+    /// it with the host's failure.
+    fn fail_host(&mut self, what: &str, why: String) -> HostEnd {
+        self.failure = Some((what.to_string(), why));
+        HostEnd::Failed
+    }
+
+    /// How long a task's apply step may run.
+    fn task_limit(&self, e: &Entry) -> std::time::Duration {
+        e.task.timeout.unwrap_or(self.ctx.limits.task)
+    }
+
+    /// How long a task's probe may run: the probe deadline, or the task's if shorter.
+    fn probe_limit(&self, e: &Entry) -> std::time::Duration {
+        self.ctx.limits.probe.min(self.task_limit(e))
+    }
+
+    /// Runs a batch with its deadlines and the run's interrupt; remembers how it ended.
+    async fn run_batch(&mut self, b: &Batch) -> Result<Vec<StepEnd>, HostEnd> {
+        let mut watch = b.watch();
+        let out = self
+            .conn
+            .run_watched(&b.script(), &mut watch, Some(&self.ctx.opts.interrupt))
+            .await
+            .map_err(|e| HostEnd::Unreachable(e.to_string()))?;
+        self.last = LastScript {
+            rc: out.rc,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            killed: out.killed,
+            expired: watch.expired().to_vec(),
+        };
+        Ok(b.parse(&out.stdout))
+    }
+
+    /// Why a step of the last script has no result.
+    fn why_unfinished(&self, end: Option<&StepEnd>, step: usize, what: &str) -> String {
+        let last = &self.last;
+        if let Some((_, limit)) = last.expired.iter().find(|(i, _)| *i == step) {
+            return format!(
+                "{what} did not finish within {} (deadline: the task's `timeout`, else {}); \
+                 its processes on the host were killed",
+                secs(*limit),
+                if what == "the probe" {
+                    "`probe_timeout`"
+                } else {
+                    "`task_timeout`"
+                }
+            );
+        }
+        let status = if last.stderr.is_empty() {
+            format!("exit code {}", last.rc)
+        } else {
+            format!("exit code {}: {}", last.rc, last.stderr)
+        };
+        match (last.killed, end) {
+            (Some(Killed::Interrupted), _) => {
+                format!("{what} was stopped: the run was interrupted")
+            }
+            (Some(Killed::Deadline), _) => {
+                format!("{what} was stopped with a step that overstayed its deadline")
+            }
+            (None, Some(StepEnd::Unfinished { .. })) => {
+                format!("{what} began but did not finish (the remote script ended: {status})")
+            }
+            _ => format!("{what} did not run: the remote script ended before it ({status})"),
+        }
+    }
+
+    fn unfinished_probe(&self, end: Option<&StepEnd>, step: usize) -> String {
+        self.why_unfinished(end, step, "the probe")
+    }
+
+    fn unfinished_apply(&self, end: &StepEnd, step: usize) -> String {
+        self.why_unfinished(Some(end), step, "the change")
+    }
+
+    /// A probe step printing `role<TAB>handler` for every notification recorded on the host.
+    fn pending_probe(&self) -> String {
+        let mut s = String::from(STATE_DIR_SH);
+        for r in self.roles() {
+            let f = format!("\"$__bs/notify/\"{}", quote(r));
+            s.push_str(&format!(
+                "[ ! -f {f} ] || while IFS= read -r h; do printf '%s\\t%s\\n' {} \"$h\"; done < {f}\n",
+                quote(r)
+            ));
+        }
+        s
+    }
+
+    /// The play's role names, in order, once each.
+    fn roles(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in &self.ctx.play.roles {
+            if !seen.contains(&r.as_str()) {
+                seen.push(r);
+            }
+        }
+        seen
+    }
+
+    /// Books the notifications an earlier run left: their handlers run at the end of this
+    /// play as if notified now.
+    fn read_pending(&mut self, o: &Observed) {
+        for line in o.stdout.lines() {
+            let Some((role, handler)) = line.split_once('\t') else {
+                continue;
+            };
+            let key = (role.to_string(), handler.to_string());
+            let known = self
+                .ctx
+                .roles
+                .iter()
+                .any(|r| r.name == role && r.handlers.iter().any(|h| h.name == handler));
+            if known && !self.pending_earlier.contains(&key) {
+                self.notified.insert(key.clone());
+                self.pending_earlier.push(key);
+            }
+        }
+    }
+
+    fn report(&mut self, entry: &Entry, label: Option<String>, status: Status) -> TaskReport {
+        TaskReport {
+            host: self.host.to_string(),
+            play: self.ctx.play.name.clone(),
+            role: entry.role.name.clone(),
+            task: entry.task.name.clone(),
+            status,
+            item: label,
+            summary: None,
+            details: Vec::new(),
+            diff: None,
+            predicted: false,
+            always: false,
+            handler: entry.handler,
+            message: None,
+        }
+    }
+
+    fn emit(&mut self, r: TaskReport) {
+        self.stats.count(&r);
+        if r.status == Status::Failed && self.failure.is_none() {
+            self.failure = Some((r.task.clone(), r.message.clone().unwrap_or_default()));
+        }
+        self.ctx.emit.send(Event::Task(r));
+    }
+
+    /// True when one of the task's `when` conditions reads only what is known now (no
+    /// loop item, no fact before the facts, no unrendered variable, no registered result
+    /// still in flight) and is false: the task will be skipped whatever else it reads.
+    fn known_false_when(
+        &self,
+        entry: &Entry,
+        templates: &Templates,
+        pending_regs: &BTreeMap<String, usize>,
+    ) -> bool {
+        let task = entry.task;
+        if task.when.is_empty() || task.loop_items.is_some() {
+            return false;
+        }
+        let known = |n: &String| {
+            (n != "facts" || self.facts_known)
+                && !self.scope.is_unresolved(n)
+                && !pending_regs.contains_key(n)
+        };
+        let ctx = self.scope.context();
+        task.when.iter().any(|w| {
+            templates.expression_names(w).iter().all(known)
+                && matches!(templates.test(w, &ctx), Ok(false))
+        })
+    }
+
+    fn selected(&self, entry: &Entry) -> bool {
+        if entry.handler {
+            return true;
+        }
+        let opts = self.ctx.opts;
+        let tags: BTreeSet<&str> = entry
+            .task
+            .tags
+            .iter()
+            .chain(self.ctx.play.tags.iter())
+            .map(String::as_str)
+            .collect();
+        if opts.skip_tags.iter().any(|t| tags.contains(t.as_str())) {
+            return false;
+        }
+        opts.tags.is_empty()
+            || tags.contains("always")
+            || opts.tags.iter().any(|t| tags.contains(t.as_str()))
+    }
+
+    /// Runs the entries; returns how the host ended.
+    pub async fn run(&mut self, entries: &[Entry<'_>]) -> HostEnd {
+        let templates = self.ctx.templates;
+        let mut next = 0usize;
+        let mut queue: VecDeque<Queued> = VecDeque::new();
+        let mut pending_regs: BTreeMap<String, usize> = BTreeMap::new();
+        let mut remaining: HashMap<usize, usize> = HashMap::new();
+        let mut results: HashMap<usize, Vec<UnitResult>> = HashMap::new();
+
+        loop {
+            // Interrupted: start nothing new.
+            if self.ctx.opts.interrupt.level() > 0 {
+                return HostEnd::Interrupted;
+            }
+            // 1. Expand as many tasks as can be known now.
+            while next < entries.len() {
+                let e = &entries[next];
+                if !self.selected(e) {
+                    next += 1;
+                    continue;
+                }
+                let mut names = expand::referenced_names(e.task, templates);
+                // Only facts not gathered yet and registered results in flight make a task
+                // wait: otherwise what it reads does not matter here.
+                let may_wait = !self.facts_known || !pending_regs.is_empty();
+                // A task whose `when` is already known to be false is skipped whatever its
+                // arguments read: it waits for nothing.
+                let skipped_now = may_wait && self.known_false_when(e, templates, &pending_regs);
+                if skipped_now {
+                    names.clear();
+                }
+                // A template file reads what it reads: when it can be found now, its own
+                // names count; otherwise it may read anything.
+                let mut any_name = false;
+                if may_wait && e.task.module == "template" && !skipped_now {
+                    match template_file_names(e, self.ctx.project, templates) {
+                        Some(file) => names.extend(file),
+                        None => any_name = true,
+                    }
+                }
+                // Facts arrive with the first probe round: a task that reads them, or a
+                // variable not rendered yet (it may read them), waits for that round.
+                let wait_facts = !self.facts_known
+                    && (names
+                        .iter()
+                        .any(|n| n == "facts" || self.scope.is_unresolved(n))
+                        || (any_name && self.scope.has_unresolved()));
+                let blocked = wait_facts
+                    || names.iter().any(|n| pending_regs.contains_key(n))
+                    || (any_name && !pending_regs.is_empty());
+                if blocked || (e.task.until.is_some() && !queue.is_empty()) {
+                    break;
+                }
+                if e.task.run_once && self.ctx.play_hosts.first().is_some_and(|f| f != self.host) {
+                    let mut r = self.report(e, None, Status::Skipped);
+                    r.message = Some(format!("run_once: runs on {}", self.ctx.play_hosts[0]));
+                    self.emit(r);
+                    next += 1;
+                    continue;
+                }
+                let outcomes = match expand::expand(
+                    next,
+                    e.task,
+                    e.role,
+                    self.ctx.project,
+                    templates,
+                    self.scope,
+                ) {
+                    Ok(o) => o,
+                    // It may read facts (a template file, a `when`): try again once they
+                    // are known.
+                    Err(_) if !self.facts_known => break,
+                    Err(err) => {
+                        let mut r = self.report(e, None, Status::Failed);
+                        r.message = Some(err.render());
+                        self.emit(r);
+                        return HostEnd::Failed;
+                    }
+                };
+                let mut units = 0;
+                for o in outcomes {
+                    match o {
+                        ItemOutcome::Skipped { label, reason } => {
+                            let mut r = self.report(e, label, Status::Skipped);
+                            r.message = Some(reason);
+                            self.emit(r);
+                            results.entry(next).or_default().push(UnitResult {
+                                skipped: true,
+                                ..Default::default()
+                            });
+                        }
+                        ItemOutcome::Run(unit) => {
+                            units += 1;
+                            queue.push_back(Queued { entry: next, unit });
+                        }
+                    }
+                }
+                if units == 0 {
+                    self.register(e, results.remove(&next).unwrap_or_default());
+                } else {
+                    remaining.insert(next, units);
+                    if let Some(r) = &e.task.register {
+                        pending_regs.insert(r.clone(), next);
+                    }
+                }
+                next += 1;
+                if e.task.until.is_some() {
+                    break;
+                }
+            }
+            if queue.is_empty() {
+                if next >= entries.len() {
+                    return HostEnd::Done;
+                }
+                if !self.facts_known {
+                    // The next task waits for facts and nothing else is ready: a round
+                    // with just them (and the pending handler notifications).
+                    if let Err(end) = self.round(entries, &mut queue).await {
+                        return end;
+                    }
+                }
+                continue;
+            }
+
+            // 2. Probe, plan and apply one round.
+            let until = queue
+                .front()
+                .and_then(|q| entries[q.entry].task.until.clone());
+            let outcome = match until {
+                Some(cond) => self.run_until(entries, &mut queue, &cond).await,
+                None => self.round(entries, &mut queue).await,
+            };
+            let finished = match outcome {
+                Ok(f) => f,
+                Err(end) => return end,
+            };
+
+            // 3. Book results; a task is done when all its units are.
+            let mut failed = false;
+            for (entry, res) in finished {
+                failed |= res.failed;
+                results.entry(entry).or_default().push(res);
+                if let Some(n) = remaining.get_mut(&entry) {
+                    *n -= 1;
+                    if *n == 0 {
+                        remaining.remove(&entry);
+                        let e = &entries[entry];
+                        if let Some(r) = &e.task.register {
+                            pending_regs.remove(r);
+                        }
+                        let res = results.remove(&entry).unwrap_or_default();
+                        if res.iter().any(|r| r.changed) {
+                            for h in &e.task.notify {
+                                self.notified.insert((e.role.name.clone(), h.clone()));
+                            }
+                        }
+                        self.register(e, res);
+                    }
+                }
+            }
+            if failed {
+                return if self.ctx.opts.interrupt.level() > 0 {
+                    HostEnd::Interrupted
+                } else {
+                    HostEnd::Failed
+                };
+            }
+        }
+    }
+
+    /// Sets the task's `register` variable from its units' results.
+    fn register(&mut self, e: &Entry, res: Vec<UnitResult>) {
+        let Some(name) = &e.task.register else { return };
+        let v = if e.task.loop_items.is_some() {
+            json!({
+                "changed": res.iter().any(|r| r.changed),
+                "failed": res.iter().any(|r| r.failed),
+                "skipped": !res.is_empty() && res.iter().all(|r| r.skipped),
+                "results": res.iter().map(UnitResult::to_json).collect::<Vec<_>>(),
+            })
+        } else {
+            res.first().map(UnitResult::to_json).unwrap_or_else(|| {
+                UnitResult {
+                    skipped: true,
+                    ..Default::default()
+                }
+                .to_json()
+            })
+        };
+        self.scope.set(
+            name,
+            bosun_model::template::jv(&v),
+            &self.ctx.opts.extra_vars,
+        );
+    }
+
+    /// One probe round trip, local planning, one apply round trip.
+    /// Returns the finished units (queue entries consumed from the front).
+    async fn round(
+        &mut self,
+        entries: &[Entry<'_>],
+        queue: &mut VecDeque<Queued>,
+    ) -> Result<Vec<(usize, UnitResult)>, HostEnd> {
+        let check = self.ctx.opts.check;
+        let mut probes = Batch::new(false);
+        let mut step_of: Vec<Option<usize>> = Vec::with_capacity(queue.len());
+        // Path probes (file, copy, template) go into one shared step: a fixed number of
+        // processes on the host for all of them. Their results are appended to `observed`
+        // after the batch's own steps.
+        let mut shared: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut shared_of: Vec<usize> = Vec::new(); // queue index of each shared path
+        for (qi, q) in queue.iter().enumerate() {
+            let m = &q.unit.module;
+            match m.path_probe() {
+                Some(pp) => {
+                    shared.push(pp);
+                    shared_of.push(qi);
+                    step_of.push(None);
+                }
+                None => {
+                    let limit = self.probe_limit(&entries[q.entry]);
+                    step_of.push(m.probe().map(|p| {
+                        if m.slow_probe() {
+                            probes.push_background(&p, limit)
+                        } else {
+                            probes.push_limited(&p, limit)
+                        }
+                    }))
+                }
+            }
+        }
+        let shared_step = (!shared.is_empty()).then(|| {
+            probes.push_limited(
+                &crate::modules::fileops::probe_paths(&shared),
+                self.ctx.limits.probe,
+            )
+        });
+        // Handlers notified by an earlier run that did not get to run them.
+        let pending_step = self
+            .pending_handlers_unread
+            .then(|| probes.push_limited(&self.pending_probe(), self.ctx.limits.probe));
+        self.pending_handlers_unread = false;
+        let facts_step = (!self.facts_known)
+            .then(|| probes.push_background(super::facts::SCRIPT, self.ctx.limits.probe));
+        let mut observed = if probes.is_empty() {
+            Vec::new()
+        } else {
+            self.run_batch(&probes).await?
+        };
+        if let Some(ps) = pending_step {
+            if let Some(StepEnd::Done(o)) = observed.get(ps) {
+                let o = o.clone();
+                self.read_pending(&o);
+            }
+        }
+        if let Some(fs) = facts_step {
+            match observed.get(fs) {
+                Some(StepEnd::Done(o)) => {
+                    let facts = super::facts::parse(&o.stdout);
+                    self.set_facts(&facts);
+                }
+                // The script was killed (a probe overstayed, an interrupt): background
+                // results are lost with it; the task that overstayed reports why, and
+                // facts are gathered again by the next round.
+                _ if self.last.killed.is_some() => {}
+                other => {
+                    let why = self.unfinished_probe(other, fs);
+                    return Err(self.fail_host("gather facts", why));
+                }
+            }
+        }
+        if let Some(ss) = shared_step {
+            let split = observed
+                .get(ss)
+                .cloned()
+                .and_then(StepEnd::done)
+                .and_then(|o| crate::modules::fileops::split_probe_paths(&shared, &o));
+            let split = match split {
+                Some(v) => v.into_iter().map(StepEnd::Done).collect::<Vec<_>>(),
+                None => {
+                    // Something did not add up (a path changed under us, an unreadable
+                    // file): probe those paths one by one, as each module would.
+                    let mut one = Batch::new(false);
+                    for &qi in &shared_of {
+                        let body = queue[qi].unit.module.probe().unwrap_or_default();
+                        one.push_limited(&body, self.ctx.limits.probe);
+                    }
+                    self.run_batch(&one).await?
+                }
+            };
+            for (k, &qi) in shared_of.iter().enumerate() {
+                step_of[qi] = Some(observed.len());
+                observed.push(split.get(k).cloned().unwrap_or(StepEnd::NotRun));
+            }
+        }
+
+        // Plan in order; collect applies until a stale probe.
+        let mut reports: Vec<(usize, TaskReport, UnitResult)> = Vec::new();
+        let mut applies = Batch::new(true);
+        let mut apply_step: Vec<(usize, usize)> = Vec::new(); // (report index, batch step)
+        let mut applied: Vec<Effects> = Vec::new();
+        // Units applied behind a guard tested again on the host (report indices), and the
+        // line such a unit prints when its guard holds by then.
+        let mut rechecked: Vec<usize> = Vec::new();
+        let guard_token = format!("@@bosun-guard-holds-{:016x}", rand::random::<u64>());
+        for (qi, q) in queue.iter().enumerate() {
+            let effects = q.unit.module.effects();
+            let mut guard = None;
+            if !check && stale(&effects, &applied) {
+                // A stale probe ends the round, unless the module can test its guard again
+                // on the host right before applying (guarded commands).
+                match q.unit.module.apply_guard() {
+                    Some(g) => guard = Some(g),
+                    None => break,
+                }
+            }
+            let e = &entries[q.entry];
+            let mut r = self.report(e, q.unit.label.clone(), Status::Ok);
+            let obs = match step_of[qi] {
+                _ if guard.is_some() => Observed::default(),
+                Some(s) => match observed.get(s).cloned() {
+                    Some(StepEnd::Done(o)) => o,
+                    end => {
+                        r.status = Status::Failed;
+                        r.message = Some(self.unfinished_probe(end.as_ref(), s));
+                        reports.push((
+                            q.entry,
+                            r,
+                            UnitResult {
+                                failed: true,
+                                ..Default::default()
+                            },
+                        ));
+                        break;
+                    }
+                },
+                None => Observed::default(),
+            };
+            match q.unit.module.plan(&obs) {
+                // In check mode the state this plan saw may not exist yet: an earlier task
+                // would install the package or write the unit. Report a prediction.
+                Err(err) if check && stale(&effects, &self.pending_effects) => {
+                    r.status = Status::Changed;
+                    r.predicted = true;
+                    r.summary = Some(format!("depends on earlier changes; now: {}", err.0));
+                    self.pending_effects.push(effects);
+                    reports.push((
+                        q.entry,
+                        r,
+                        UnitResult {
+                            changed: true,
+                            skipped: true,
+                            ..Default::default()
+                        },
+                    ));
+                }
+                Err(err) => {
+                    r.status = Status::Failed;
+                    r.message = Some(format!("{}: {}", q.unit.module.name(), err.0));
+                    reports.push((
+                        q.entry,
+                        r,
+                        UnitResult {
+                            failed: true,
+                            msg: err.0,
+                            ..Default::default()
+                        },
+                    ));
+                    break;
+                }
+                Ok(Plan::Unchanged { reason }) => {
+                    r.message = Some(reason);
+                    reports.push((q.entry, r, UnitResult::default()));
+                }
+                Ok(Plan::Change(c)) => {
+                    r.status = Status::Changed;
+                    r.summary = Some(c.summary.clone());
+                    r.details = c.details.clone();
+                    r.always = c.always;
+                    if self.ctx.opts.diff {
+                        r.diff = c.diff.as_ref().map(|d| {
+                            let mut fd = crate::diff::render(d);
+                            crate::diff::mask_rotated_secrets(&mut fd, self.ctx.emit.redactor());
+                            fd
+                        });
+                    }
+                    let wait_only = effects == Effects::Wait;
+                    if check {
+                        r.predicted = stale(&effects, &self.pending_effects);
+                        self.pending_effects.push(effects);
+                        let res = UnitResult {
+                            changed: !wait_only,
+                            skipped: true,
+                            msg: "check mode".into(),
+                            ..Default::default()
+                        };
+                        if wait_only {
+                            r.status = Status::Ok;
+                        }
+                        reports.push((q.entry, r, res));
+                    } else {
+                        let mut body = q.unit.module.apply(c.action.as_ref());
+                        if !wait_only && !e.task.notify.is_empty() {
+                            self.recorded = true;
+                            // The notification is recorded on the host by the same step
+                            // that makes the change, so a run that dies before its
+                            // handlers leaves them pending for the next one.
+                            body = format!(
+                                "( {body}\n) || exit $?\n{}",
+                                record_notification(&e.role.name, &e.task.notify)
+                            );
+                        }
+                        let limit = self.task_limit(e);
+                        let step = match &guard {
+                            Some(g) => {
+                                rechecked.push(reports.len());
+                                applies.push_limited(
+                                    &format!(
+                                        "if {g}; then echo '{guard_token}'; exit 0; fi\n{body}"
+                                    ),
+                                    limit,
+                                )
+                            }
+                            None => applies.push_limited(&body, limit),
+                        };
+                        // Waiting means the host is expected to change under us (a server
+                        // coming up): everything probed after a wait is probed again.
+                        let effects = if wait_only {
+                            Effects::Host
+                        } else {
+                            q.unit.module.applied_effects(c.action.as_ref())
+                        };
+                        applied.push(effects.clone());
+                        self.pending_effects.push(effects);
+                        apply_step.push((reports.len(), step));
+                        reports.push((
+                            q.entry,
+                            r,
+                            UnitResult {
+                                changed: !wait_only,
+                                ..Default::default()
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+
+        // Apply what was planned, in one round trip.
+        let mut ran = reports.len();
+        if !applies.is_empty() {
+            let results = self.run_batch(&applies).await?;
+            let mut earlier_failed = false;
+            for (ri, step) in &apply_step {
+                let (_, r, res) = &mut reports[*ri];
+                match results.get(*step).cloned().unwrap_or(StepEnd::NotRun) {
+                    StepEnd::Done(o)
+                        if rechecked.contains(ri)
+                            && o.rc == 0
+                            && o.stdout.trim_end() == guard_token =>
+                    {
+                        res.changed = false;
+                        r.status = Status::Ok;
+                        r.summary = None;
+                        r.details.clear();
+                        r.always = false;
+                        r.message = Some("guard holds (tested again on the host)".into());
+                    }
+                    StepEnd::Done(o) => {
+                        res.rc = o.rc;
+                        res.stdout = o.stdout;
+                        res.stderr = o.stderr;
+                        if o.rc == 0 && !res.changed {
+                            // A wait that succeeded changed nothing.
+                            r.status = Status::Ok;
+                        }
+                        if o.rc != 0 {
+                            earlier_failed = true;
+                            res.failed = true;
+                            res.changed = false;
+                            r.status = Status::Failed;
+                            let why = res.stderr.trim();
+                            r.message = Some(if why.is_empty() {
+                                format!("exit code {}", o.rc)
+                            } else {
+                                format!("exit code {}: {why}", o.rc)
+                            });
+                        }
+                    }
+                    StepEnd::NotRun if earlier_failed => {
+                        // Never ran: an earlier step failed, and with it the host.
+                        ran = ran.min(*ri);
+                    }
+                    // Began and never ended, or the script ended before it without a
+                    // failed step: it fails with what is known, and is never run again
+                    // (a command that may have half-run must not silently run twice).
+                    end => {
+                        earlier_failed = true;
+                        res.failed = true;
+                        res.changed = false;
+                        r.status = Status::Failed;
+                        r.message = Some(self.unfinished_apply(&end, *step));
+                        if let StepEnd::Unfinished { stdout } = end {
+                            res.stdout = stdout;
+                        }
+                    }
+                }
+            }
+        }
+        reports.truncate(ran);
+        let mut finished = Vec::new();
+        for (entry, mut r, mut res) in reports {
+            self.post_conditions(&entries[entry], &mut r, &mut res);
+            self.emit(r);
+            finished.push((entry, res));
+        }
+        // Reports are in queue order, so the finished units are the queue's front.
+        for _ in 0..finished.len() {
+            queue.pop_front();
+        }
+        Ok(finished)
+    }
+
+    /// `changed_when` and `failed_when`, evaluated over the unit's result.
+    fn post_conditions(&self, e: &Entry, r: &mut TaskReport, res: &mut UnitResult) {
+        if e.task.changed_when.is_none() && e.task.failed_when.is_none() {
+            return;
+        }
+        let v = bosun_model::template::jv(res.to_json());
+        let mut scope = self.scope.clone();
+        if let Some(name) = &e.task.register {
+            scope.set(name, v.clone(), &serde_json::Map::new());
+        }
+        let ctx = scope.with("result", v);
+        let t = self.ctx.templates;
+        if let Some(fw) = &e.task.failed_when {
+            match t.test(fw, &ctx) {
+                Ok(f) => {
+                    res.failed = f;
+                    if f {
+                        r.status = Status::Failed;
+                        r.message
+                            .get_or_insert_with(|| format!("failed_when: {fw}"));
+                    } else if r.status == Status::Failed {
+                        r.status = if res.rc == 0 || res.changed {
+                            Status::Changed
+                        } else {
+                            Status::Ok
+                        };
+                        r.message = None;
+                    }
+                }
+                Err(err) => {
+                    res.failed = true;
+                    r.status = Status::Failed;
+                    r.message = Some(format!(
+                        "failed_when: {}",
+                        bosun_model::template::describe(&err)
+                    ));
+                }
+            }
+        }
+        if res.failed {
+            return;
+        }
+        match &e.task.changed_when {
+            Some(Value::Bool(b)) => res.changed = *b,
+            Some(Value::String(expr)) => match t.test(expr, &ctx) {
+                Ok(c) => res.changed = c,
+                Err(err) => {
+                    res.failed = true;
+                    r.status = Status::Failed;
+                    r.message = Some(format!(
+                        "changed_when: {}",
+                        bosun_model::template::describe(&err)
+                    ));
+                    return;
+                }
+            },
+            _ => return,
+        }
+        if r.status != Status::Failed {
+            r.status = if res.changed {
+                Status::Changed
+            } else {
+                Status::Ok
+            };
+        }
+    }
+
+    /// A task with `until`: probe, plan, apply, test; again after `delay` seconds, at most
+    /// `retries` more times.
+    async fn run_until(
+        &mut self,
+        entries: &[Entry<'_>],
+        queue: &mut VecDeque<Queued>,
+        cond: &str,
+    ) -> Result<Vec<(usize, UnitResult)>, HostEnd> {
+        let entry = match queue.front() {
+            Some(q) => q.entry,
+            None => return Ok(Vec::new()),
+        };
+        let e = &entries[entry];
+        let mut attempt = 0;
+        loop {
+            // Round on a one-unit queue so the same code plans and applies it.
+            let mut single: VecDeque<Queued> = VecDeque::new();
+            let Some(front) = queue.pop_front() else {
+                return Ok(Vec::new());
+            };
+            let label = front.unit.label.clone();
+            single.push_back(front);
+            let finished = self.round_quiet(entries, &mut single).await?;
+            let Some((_, res)) = finished.into_iter().next() else {
+                return Ok(Vec::new());
+            };
+            let v = bosun_model::template::jv(res.to_json());
+            let mut scope = self.scope.clone();
+            if let Some(name) = &e.task.register {
+                scope.set(name, v.clone(), &serde_json::Map::new());
+            }
+            let ok = self
+                .ctx
+                .templates
+                .test(cond, &scope.with("result", v))
+                .unwrap_or(false);
+            if ok || attempt >= e.task.retries || self.ctx.opts.check {
+                let gave_up = !ok && !self.ctx.opts.check;
+                let status = if res.failed || gave_up {
+                    Status::Failed
+                } else if res.changed {
+                    Status::Changed
+                } else {
+                    Status::Ok
+                };
+                let mut r = self.report(e, label, status);
+                if gave_up {
+                    r.message = Some(format!(
+                        "until `{cond}` still false after {} attempts",
+                        attempt + 1
+                    ));
+                }
+                let mut res = res;
+                if r.status == Status::Failed {
+                    res.failed = true;
+                }
+                self.emit(r);
+                return Ok(vec![(entry, res)]);
+            }
+            attempt += 1;
+            let interrupt = &self.ctx.opts.interrupt;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(e.task.delay)) => {}
+                _ = interrupt.reached(1) => {}
+            }
+            if interrupt.level() > 0 {
+                return Err(HostEnd::Interrupted);
+            }
+            // Rebuild the unit for the next attempt from the same (already templated) task.
+            match expand::expand(
+                entry,
+                e.task,
+                e.role,
+                self.ctx.project,
+                self.ctx.templates,
+                self.scope,
+            ) {
+                Ok(outcomes) => {
+                    for o in outcomes {
+                        if let ItemOutcome::Run(unit) = o {
+                            queue.push_front(Queued { entry, unit });
+                        }
+                    }
+                }
+                Err(err) => {
+                    let mut r = self.report(e, None, Status::Failed);
+                    r.message = Some(err.render());
+                    self.emit(r);
+                    return Err(HostEnd::Failed);
+                }
+            }
+        }
+    }
+
+    /// [`Self::round`] without emitting reports (until-loops report once, at the end).
+    async fn round_quiet(
+        &mut self,
+        entries: &[Entry<'_>],
+        queue: &mut VecDeque<Queued>,
+    ) -> Result<Vec<(usize, UnitResult)>, HostEnd> {
+        let before = self.stats.clone();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let quiet = Emitter::new(tx, Default::default());
+        let ctx = PlayCtx {
+            play: self.ctx.play,
+            project: self.ctx.project,
+            templates: self.ctx.templates,
+            opts: self.ctx.opts,
+            emit: &quiet,
+            play_hosts: self.ctx.play_hosts,
+            limits: self.ctx.limits,
+            roles: self.ctx.roles,
+        };
+        let mut stats = before.clone();
+        let mut inner = HostRun::new(&ctx, self.host, self.conn, self.scope, &mut stats);
+        inner.pending_effects = std::mem::take(&mut self.pending_effects);
+        inner.pending_handlers_unread = self.pending_handlers_unread;
+        inner.facts_known = self.facts_known;
+        let r = inner.round(entries, queue).await;
+        self.recorded |= inner.recorded;
+        self.pending_effects = std::mem::take(&mut inner.pending_effects);
+        self.pending_handlers_unread = inner.pending_handlers_unread;
+        self.facts_known = inner.facts_known;
+        for k in std::mem::take(&mut inner.pending_earlier) {
+            self.notified.insert(k.clone());
+            self.pending_earlier.push(k);
+        }
+        r
+    }
+}
+
+/// Shell that records, on the host, that `handlers` of `role` were notified.
+pub fn record_notification(role: &str, handlers: &[String]) -> String {
+    let names: Vec<String> = handlers.iter().map(|h| quote(h)).collect();
+    format!(
+        "[ -d \"$__bs/notify\" ] || mkdir -p \"$__bs/notify\" || exit 1\n\
+         printf '%s\\n' {} >> \"$__bs/notify/\"{} || exit 1\n",
+        names.join(" "),
+        quote(role)
+    )
+}
+
+/// Shell that clears the recorded notifications of `roles` (their handlers have run).
+pub fn clear_notifications(roles: &[&str]) -> String {
+    let files: Vec<String> = roles
+        .iter()
+        .map(|r| format!("\"$__bs/notify/\"{}", quote(r)))
+        .collect();
+    format!("{STATE_DIR_SH}rm -f -- {}\n", files.join(" "))
+}
+
+fn secs(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Whether a probe with `effects` may be out of date after `applied` changes.
+///
+/// Host-wide changes (packages, users, commands) invalidate everything after them. Path
+/// changes invalidate probes of the same path, a parent or a child. Modules that observe
+/// the whole host (apt, systemd, wait_for) are re-probed after any change.
+pub fn stale(effects: &Effects, applied: &[Effects]) -> bool {
+    if applied.is_empty() {
+        return false;
+    }
+    if applied.contains(&Effects::Host) {
+        return true;
+    }
+    match effects {
+        Effects::Host | Effects::None | Effects::Wait => {
+            applied.iter().any(|a| *a != Effects::None)
+        }
+        Effects::Paths(mine) | Effects::Created(mine) => applied.iter().any(|a| match a {
+            Effects::Paths(theirs) => mine.iter().any(|m| theirs.iter().any(|t| overlaps(m, t))),
+            // A new empty directory: only the probes of it and of its parents went stale.
+            Effects::Created(theirs) => mine.iter().any(|m| theirs.iter().any(|t| under(t, m))),
+            _ => false,
+        }),
+    }
+}
+
+/// `x` is `dir` or lies under it.
+fn under(x: &str, dir: &str) -> bool {
+    x == dir || x.starts_with(&format!("{}/", dir.trim_end_matches('/')))
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    under(a, b) || under(b, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staleness_rules() {
+        let p = |s: &str| Effects::Paths(vec![s.to_string()]);
+        assert!(!stale(&p("/etc/a"), &[]));
+        assert!(stale(&p("/etc/a"), &[Effects::Host]));
+        assert!(stale(&p("/etc/app/x.conf"), &[p("/etc/app")]));
+        assert!(stale(&p("/etc/app"), &[p("/etc/app/x.conf")]));
+        assert!(!stale(&p("/etc/application"), &[p("/etc/app")]));
+        assert!(!stale(&p("/etc/b"), &[p("/etc/a")]));
+        assert!(stale(
+            &Effects::Host,
+            &[p("/etc/apt/sources.list.d/x.list")]
+        ));
+        assert!(!stale(&p("/etc/b"), &[Effects::None]));
+        let created = |s: &str| Effects::Created(vec![s.to_string()]);
+        assert!(!stale(&p("/srv/app/x.conf"), &[created("/srv/app")]));
+        assert!(stale(&p("/srv/app"), &[created("/srv/app")]));
+        assert!(stale(&p("/srv"), &[created("/srv/app")]));
+        assert!(stale(&Effects::Host, &[created("/srv/app")]));
+    }
+}

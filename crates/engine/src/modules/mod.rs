@@ -1,0 +1,473 @@
+//! Modules: the units of desired state a task declares.
+//!
+//! Every module is one file with the same three parts:
+//! - **probe**: a shell fragment that prints what the host looks like now;
+//! - **plan**: a pure function from that observation to "nothing to do" or a change with a
+//!   human summary and, for file contents, a diff;
+//! - **apply**: the shell fragment that makes the planned change.
+//!
+//! The engine never runs a probe or an apply on its own: it batches the probes of many tasks
+//! into one remote script (one round trip), plans locally, and batches applies the same way.
+//! That is why probes and applies are *text*, and why plan must not touch the network.
+
+pub mod apt;
+pub mod command;
+pub mod copy;
+pub mod file;
+pub mod fileops;
+pub mod group;
+pub mod lineinfile;
+pub mod npm;
+pub mod pip;
+pub mod postgresql;
+pub mod sysctl;
+pub mod systemd;
+pub mod template;
+pub mod upload;
+pub mod user;
+pub mod wait_for;
+pub mod writer;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// What a probe printed, as the engine captured it from the batched script.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Observed {
+    /// Probe output is mostly `key=value` lines; this reads them.
+    ///
+    /// Repeated keys keep the last value; lines without `=` are ignored.
+    pub fn kv(&self) -> BTreeMap<&str, &str> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .collect()
+    }
+
+    /// Shorthand for tests and fixtures.
+    pub fn stdout(s: &str) -> Self {
+        Observed {
+            rc: 0,
+            stdout: s.to_string(),
+            stderr: String::new(),
+        }
+    }
+}
+
+/// The contents of one file before and after a change, for the diff renderer.
+///
+/// `None` means the file does not exist on that side. Contents that are not valid UTF-8
+/// are carried as a note instead of bytes, so a diff never prints binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A change a module would make.
+#[derive(Debug)]
+pub struct Change<A> {
+    /// One line an operator reads in a plan: "create directory /srv/app (0755 root:root)".
+    pub summary: String,
+    /// Extra lines under the summary: package sets, unit state, attribute changes.
+    pub details: Vec<String>,
+    pub diff: Option<Diff>,
+    /// True for a command without guards: it runs on every converge by design.
+    pub always: bool,
+    pub action: A,
+}
+
+impl<A> Change<A> {
+    pub fn new(summary: impl Into<String>, action: A) -> Self {
+        Change {
+            summary: summary.into(),
+            details: Vec::new(),
+            diff: None,
+            always: false,
+            action,
+        }
+    }
+
+    pub fn with_diff(mut self, diff: Diff) -> Self {
+        self.diff = Some(diff);
+        self
+    }
+
+    pub fn with_details(mut self, details: Vec<String>) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// The outcome of planning one task against what was observed.
+#[derive(Debug)]
+pub enum Plan<A> {
+    /// Already as declared; the reason says why (shown with -v).
+    Unchanged {
+        reason: String,
+    },
+    Change(Change<A>),
+}
+
+impl<A> Plan<A> {
+    pub fn unchanged(reason: impl Into<String>) -> Self {
+        Plan::Unchanged {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What an applied change may affect, so the engine knows which later probes went stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effects {
+    /// Only these paths (and what lies under them).
+    Paths(Vec<String>),
+    /// These directories were created where nothing existed: probes of paths under them
+    /// saw "absent" and still hold; the paths themselves and their parents are stale.
+    Created(Vec<String>),
+    /// Anything on the host: packages, users, commands. Later tasks are re-probed.
+    Host,
+    /// Nothing another task could observe.
+    None,
+    /// Waits for a condition (a port, a URL): changes nothing itself, but the host is
+    /// expected to change while it waits, so later probes are taken again.
+    Wait,
+}
+
+/// A module failed to make sense of what the probe printed, or the host's state forbids the
+/// change (e.g. a directory where a file is declared and `force` is off).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ModuleError(pub String);
+
+impl ModuleError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        ModuleError(msg.into())
+    }
+}
+
+/// Bad module arguments, found before any host is touched.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct ArgError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ArgError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ArgError {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// What modules may ask of the controller while being built from their arguments.
+///
+/// `copy` reads controller files and `template` renders templates; both need the role's
+/// search paths and the host's variables, which only the engine knows.
+pub trait Controller {
+    /// Reads a file named in a task (`copy: src:`), searched in the role's `files/` dirs.
+    fn read_file(&self, src: &str) -> Result<Vec<u8>, ArgError>;
+    /// Renders a template file (`template: src:`) with the host's variables.
+    fn render_template(&self, src: &str) -> Result<String, ArgError>;
+    /// A controller file or directory named in a task (`upload: src:`): absolute, or
+    /// searched in the role's `files/` dirs, then the project root.
+    fn find_path(&self, src: &str) -> Result<PathBuf, ArgError>;
+}
+
+/// One module, typed. Implemented by every file in this directory.
+pub trait Module: Send + Sync + Sized + 'static {
+    /// What plan decided to do, handed back to apply.
+    type Action: Send + Sync + fmt::Debug + 'static;
+
+    /// The shell that prints the current state, or `None` when nothing needs observing
+    /// (an unguarded command always runs).
+    fn probe(&self) -> Option<String>;
+
+    /// Pure: decide from the observation. Must not do I/O.
+    fn plan(&self, observed: &Observed) -> Result<Plan<Self::Action>, ModuleError>;
+
+    /// The shell that makes the change. A non-zero exit fails the task; its stderr is the
+    /// message the operator sees.
+    fn apply(&self, action: &Self::Action) -> String;
+
+    /// What an applied change may affect (see [`Effects`]).
+    fn effects(&self) -> Effects;
+
+    /// Whether the probe is slow (it starts an interpreter or queries a server): slow
+    /// probes of a round run concurrently on the host.
+    fn slow_probe(&self) -> bool {
+        false
+    }
+
+    /// When [`Module::probe`] is exactly [`fileops::probe_path`]: its path and wanted
+    /// checksum. The engine then probes all such paths of a round together, with a fixed
+    /// number of processes on the host instead of a few per path.
+    fn path_probe(&self) -> Option<(&str, Option<&str>)> {
+        None
+    }
+
+    /// What applying `action` affects, when the plan knows better than [`Module::effects`].
+    fn applied_effects(&self, _action: &Self::Action) -> Effects {
+        self.effects()
+    }
+
+    /// A shell condition that, when true on the host, means there is nothing to do. A
+    /// module that has one can be applied even when an earlier change in the same script
+    /// made its probe stale: the condition is tested again right before the apply.
+    fn apply_guard(&self) -> Option<String> {
+        None
+    }
+
+    /// Values the module makes from its arguments that are as good as a secret (a
+    /// password's SCRAM verifier). The engine adds them to the run's secrets when it
+    /// builds the module, so they are redacted wherever they would show (`-vv` scripts,
+    /// errors, JSON output) before any of them can.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Object-safe face of [`Module`], so the engine can hold a list of mixed modules.
+pub trait DynModule: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn probe(&self) -> Option<String>;
+    fn plan(&self, observed: &Observed) -> Result<Plan<Box<dyn Any + Send + Sync>>, ModuleError>;
+    fn apply(&self, action: &(dyn Any + Send + Sync)) -> String;
+    fn effects(&self) -> Effects;
+    fn slow_probe(&self) -> bool;
+    fn path_probe(&self) -> Option<(&str, Option<&str>)>;
+    fn applied_effects(&self, action: &(dyn Any + Send + Sync)) -> Effects;
+    fn apply_guard(&self) -> Option<String>;
+    fn secrets(&self) -> Vec<String>;
+}
+
+struct Named<M> {
+    name: &'static str,
+    module: M,
+}
+
+impl<M: Module> DynModule for Named<M> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn probe(&self) -> Option<String> {
+        self.module.probe()
+    }
+
+    fn plan(&self, observed: &Observed) -> Result<Plan<Box<dyn Any + Send + Sync>>, ModuleError> {
+        Ok(match self.module.plan(observed)? {
+            Plan::Unchanged { reason } => Plan::Unchanged { reason },
+            Plan::Change(c) => Plan::Change(Change {
+                summary: c.summary,
+                details: c.details,
+                diff: c.diff,
+                always: c.always,
+                action: Box::new(c.action),
+            }),
+        })
+    }
+
+    fn apply(&self, action: &(dyn Any + Send + Sync)) -> String {
+        match action.downcast_ref::<M::Action>() {
+            Some(a) => self.module.apply(a),
+            // Only reachable through an engine bug; fail the remote step loudly.
+            None => "echo 'bosun: internal error: action of another module' >&2; exit 70".into(),
+        }
+    }
+
+    fn effects(&self) -> Effects {
+        self.module.effects()
+    }
+
+    fn slow_probe(&self) -> bool {
+        self.module.slow_probe()
+    }
+
+    fn path_probe(&self) -> Option<(&str, Option<&str>)> {
+        self.module.path_probe()
+    }
+
+    fn applied_effects(&self, action: &(dyn Any + Send + Sync)) -> Effects {
+        match action.downcast_ref::<M::Action>() {
+            Some(a) => self.module.applied_effects(a),
+            None => Effects::Host,
+        }
+    }
+
+    fn apply_guard(&self) -> Option<String> {
+        self.module.apply_guard()
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.module.secrets()
+    }
+}
+
+/// The states a package module (`apt`, `pip`, `npm`) can declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageState {
+    #[default]
+    Present,
+    Absent,
+    Latest,
+}
+
+/// Every module name a task may use, for "unknown module" errors with suggestions.
+pub const NAMES: &[&str] = &[
+    "apt",
+    "command",
+    "copy",
+    "file",
+    "group",
+    "ini",
+    "lineinfile",
+    "npm",
+    "pg_database",
+    "pg_role",
+    "pip",
+    "shell",
+    "sysctl",
+    "systemd",
+    "template",
+    "upload",
+    "user",
+    "wait_for",
+];
+
+/// Builds a module from its (already templated) arguments.
+pub fn build(
+    name: &str,
+    args: Value,
+    ctl: &dyn Controller,
+) -> Result<Box<dyn DynModule>, ArgError> {
+    fn boxed<M: Module>(name: &'static str, module: M) -> Box<dyn DynModule> {
+        Box::new(Named { name, module })
+    }
+    Ok(match name {
+        "command" => boxed("command", command::Command::from_args(args, false)?),
+        "shell" => boxed("shell", command::Command::from_args(args, true)?),
+        "file" => boxed("file", file::File::from_args(args)?),
+        "apt" => boxed("apt", apt::Apt::from_args(args)?),
+        "group" => boxed("group", group::Group::from_args(args)?),
+        "lineinfile" => boxed("lineinfile", lineinfile::LineInFile::from_args(args)?),
+        "ini" => boxed("ini", lineinfile::Ini::from_args(args)?),
+        "npm" => boxed("npm", npm::Npm::from_args(args)?),
+        "pip" => boxed("pip", pip::Pip::from_args(args)?),
+        "pg_role" => boxed("pg_role", postgresql::PgRole::from_args(args)?),
+        "pg_database" => boxed("pg_database", postgresql::PgDatabase::from_args(args)?),
+        "user" => boxed("user", user::User::from_args(args)?),
+        "upload" => boxed("upload", upload::Upload::from_args(args, ctl)?),
+        "wait_for" => boxed("wait_for", wait_for::WaitFor::from_args(args)?),
+        "copy" => boxed("copy", copy::Copy::from_args(args, ctl)?),
+        "sysctl" => boxed("sysctl", sysctl::Sysctl::from_args(args)?),
+        "systemd" => boxed("systemd", systemd::Systemd::from_args(args)?),
+        "template" => boxed("template", template::Template::from_args(args, ctl)?),
+        other => return Err(unknown_module(other)),
+    })
+}
+
+fn unknown_module(name: &str) -> ArgError {
+    let err = ArgError::new(format!("unknown module `{name}`"));
+    match bosun_model::text::closest(name, NAMES) {
+        Some(s) => err.hint(format!("did you mean `{s}`? modules: {}", NAMES.join(", "))),
+        None => err.hint(format!("modules: {}", NAMES.join(", "))),
+    }
+}
+
+/// Parses module arguments into a typed struct (`deny_unknown_fields` on the struct turns a
+/// typo into an error naming the parameter and the ones that exist).
+pub fn parse_args<T: DeserializeOwned>(module: &str, args: Value) -> Result<T, ArgError> {
+    serde_json::from_value(args).map_err(|e| {
+        ArgError::new(format!("module `{module}`: {e}")).hint(format!(
+            "see the `{module}` module's parameters in README.md"
+        ))
+    })
+}
+
+/// File modes as operators write them: `"0644"`, `"644"`, `0644` (YAML reads an unquoted
+/// leading-zero number as octal) or `"u=rw,g=r,o=r"`-free plain octal only.
+pub fn parse_mode(v: &Value) -> Result<u32, ArgError> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        // An unquoted 644 arrives as decimal 644: read its digits as octal, like Ansible.
+        Value::Number(n) => n.to_string(),
+        _ => return Err(ArgError::new("mode must be an octal string like \"0644\"")),
+    };
+    let digits = s.trim_start_matches("0o");
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            ArgError::new(format!("mode `{s}` is not an octal mode"))
+                .hint("quote it: mode: \"0644\"")
+        })
+}
+
+/// Deserializes an optional mode with [`parse_mode`].
+pub fn de_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::Deserialize;
+    let v = Option::<Value>::deserialize(d)?;
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => parse_mode(&v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Accepts `name: foo` or `name: [foo, bar]`.
+pub fn de_one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kv_reads_key_value_lines() {
+        let o = Observed::stdout("type=file\nmode=644\njunk\nmode=600\n");
+        let kv = o.kv();
+        assert_eq!(kv.get("type"), Some(&"file"));
+        assert_eq!(kv.get("mode"), Some(&"600"));
+    }
+
+    #[test]
+    fn modes_parse_like_operators_write_them() {
+        assert_eq!(parse_mode(&json!("0644")).unwrap(), 0o644);
+        assert_eq!(parse_mode(&json!("755")).unwrap(), 0o755);
+        assert_eq!(parse_mode(&json!(644)).unwrap(), 0o644);
+        assert!(parse_mode(&json!("0999")).is_err());
+        assert!(parse_mode(&json!(true)).is_err());
+    }
+}

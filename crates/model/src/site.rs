@@ -1,0 +1,641 @@
+//! The site (ordered plays) and the roles it names, loaded and checked before any host is
+//! contacted.
+//!
+//! ```yaml
+//! # roles/site.yml
+//! - name: database
+//!   hosts: postgres          # an inventory pattern
+//!   roles: [patroni]
+//!   serial: 1                # or "30%"; hosts per batch
+//!   max_fail_percentage: 0
+//!   vars: { ... }
+//! ```
+//!
+//! A role is `roles/NAME/{tasks.yml, handlers.yml, defaults.yml}`; its templates are looked
+//! up in `roles/NAME/templates/`, then `templates/NAME/`, then `templates/`; files for
+//! `copy: src:` in `roles/NAME/files/`.
+
+use crate::diag::{LoadError, LoadErrors, Place};
+use crate::text::closest;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use serde_saphyr::Spanned;
+use std::path::{Path, PathBuf};
+
+/// Where roles and templates live.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+}
+
+impl Project {
+    /// The project of a site file: its directory, or the parent when the site lives in
+    /// `roles/` (the default `roles/site.yml`).
+    pub fn of_site(site: &Path) -> Project {
+        let dir = site.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = if dir.file_name().is_some_and(|n| n == "roles") {
+            dir.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            dir
+        };
+        Project {
+            root: if root.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                root
+            },
+        }
+    }
+
+    pub fn roles_dir(&self) -> PathBuf {
+        self.root.join("roles")
+    }
+
+    pub fn templates_dir(&self) -> PathBuf {
+        self.root.join("templates")
+    }
+}
+
+/// `serial`: a host count or a percentage of the play's hosts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Serial {
+    All,
+    Count(usize),
+    Percent(f64),
+}
+
+impl Serial {
+    pub fn batch_size(self, hosts: usize) -> usize {
+        match self {
+            Serial::All => hosts.max(1),
+            Serial::Count(n) => n.max(1),
+            Serial::Percent(p) => ((hosts as f64 * p / 100.0).ceil() as usize).max(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Play {
+    pub name: String,
+    pub hosts: String,
+    pub roles: Vec<String>,
+    pub serial: Serial,
+    pub max_fail_percentage: Option<f64>,
+    pub vars: Map<String, Value>,
+    pub tags: Vec<String>,
+    /// `task_timeout:` — the deadline of every task of the play without its own `timeout`.
+    pub task_timeout: Option<std::time::Duration>,
+    pub place: Place,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub module: String,
+    /// Arguments as written; templated per host at run time.
+    pub args: Value,
+    pub when: Vec<String>,
+    pub notify: Vec<String>,
+    pub tags: Vec<String>,
+    pub loop_items: Option<Value>,
+    pub loop_var: String,
+    pub register: Option<String>,
+    pub retries: u32,
+    pub delay: u64,
+    pub until: Option<String>,
+    pub run_once: bool,
+    /// `changed_when`: a boolean or an expression over the task's result.
+    pub changed_when: Option<Value>,
+    /// `failed_when`: an expression over the task's result.
+    pub failed_when: Option<String>,
+    /// `timeout:` — how long the task's remote step may run before it is killed.
+    pub timeout: Option<std::time::Duration>,
+    pub place: Place,
+    pub role: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    pub dir: PathBuf,
+    pub defaults: Map<String, Value>,
+    pub defaults_file: PathBuf,
+    pub tasks: Vec<Task>,
+    pub handlers: Vec<Task>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub path: PathBuf,
+    pub project: Project,
+    pub plays: Vec<Play>,
+    pub roles: IndexMap<String, Role>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlay {
+    name: Option<String>,
+    hosts: String,
+    #[serde(default)]
+    roles: Vec<Spanned<String>>,
+    serial: Option<Value>,
+    max_fail_percentage: Option<f64>,
+    #[serde(default)]
+    vars: Map<String, Value>,
+    #[serde(default)]
+    tags: Vec<String>,
+    task_timeout: Option<Spanned<Value>>,
+}
+
+type RawTask = Spanned<IndexMap<Spanned<String>, Spanned<Value>>>;
+
+/// Task keys that are not modules.
+const KEYWORDS: &[&str] = &[
+    "name",
+    "when",
+    "notify",
+    "tags",
+    "loop",
+    "loop_var",
+    "register",
+    "retries",
+    "delay",
+    "until",
+    "run_once",
+    "changed_when",
+    "failed_when",
+    "timeout",
+];
+
+/// A deadline in seconds: a positive number (`timeout: 300`, `task_timeout: 1.5`).
+pub fn positive_seconds(v: &Value) -> Option<std::time::Duration> {
+    let secs = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| std::time::Duration::from_secs_f64(secs))
+}
+
+impl Site {
+    /// Loads the site and every role it names; reports all errors found, not just the first.
+    /// `modules` are the names a task may use (the engine's registry: the model does not
+    /// know what modules exist, only that a task names one of them).
+    pub fn load(path: &Path, modules: &[&str]) -> Result<Site, LoadErrors> {
+        let project = Project::of_site(path);
+        let raw: Vec<Spanned<RawPlay>> = crate::yaml::load(path)?;
+        let mut errors = Vec::new();
+        let mut plays = Vec::new();
+        let mut roles = IndexMap::new();
+        for (i, rp) in raw.into_iter().enumerate() {
+            let place = Place::at(path, &rp.referenced);
+            let p = rp.value;
+            let serial = match parse_serial(&p.serial) {
+                Ok(s) => s,
+                Err(m) => {
+                    errors.push(
+                        LoadError::new(place.clone(), m).hint("serial: 2 or serial: \"30%\""),
+                    );
+                    Serial::All
+                }
+            };
+            if let Some(m) = p.max_fail_percentage {
+                if !(0.0..=100.0).contains(&m) {
+                    errors.push(LoadError::new(
+                        place.clone(),
+                        "max_fail_percentage must be between 0 and 100",
+                    ));
+                }
+            }
+            let task_timeout = match &p.task_timeout {
+                None => None,
+                Some(t) => match positive_seconds(&t.value) {
+                    Some(d) => Some(d),
+                    None => {
+                        errors.push(
+                            LoadError::new(
+                                Place::at(path, &t.referenced),
+                                format!(
+                                    "task_timeout `{}` is not a positive number of seconds",
+                                    t.value
+                                ),
+                            )
+                            .hint("task_timeout: 1800"),
+                        );
+                        None
+                    }
+                },
+            };
+            for r in &p.roles {
+                if roles.contains_key(&r.value) {
+                    continue;
+                }
+                match Role::load(&project, &r.value, modules) {
+                    Ok(role) => {
+                        roles.insert(r.value.clone(), role);
+                    }
+                    Err(RoleError::Missing) => {
+                        let known = list_roles(&project);
+                        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                        let mut e = LoadError::new(
+                            Place::at(path, &r.referenced),
+                            format!(
+                                "role `{}` not found in {}",
+                                r.value,
+                                project.roles_dir().display()
+                            ),
+                        );
+                        e = match closest(&r.value, &known) {
+                            Some(s) => e.hint(format!("did you mean `{s}`?")),
+                            None => e.hint(format!(
+                                "create {}/{}/tasks.yml",
+                                project.roles_dir().display(),
+                                r.value
+                            )),
+                        };
+                        errors.push(e);
+                    }
+                    Err(RoleError::Load(es)) => errors.extend(es.0),
+                }
+            }
+            plays.push(Play {
+                name: p
+                    .name
+                    .unwrap_or_else(|| format!("play {} ({})", i + 1, p.hosts)),
+                hosts: p.hosts,
+                roles: p.roles.into_iter().map(|r| r.value).collect(),
+                serial,
+                max_fail_percentage: p.max_fail_percentage,
+                vars: p.vars,
+                tags: p.tags,
+                task_timeout,
+                place,
+            });
+        }
+        if errors.is_empty() {
+            Ok(Site {
+                path: path.to_path_buf(),
+                project,
+                plays,
+                roles,
+            })
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+}
+
+fn parse_serial(v: &Option<Value>) -> Result<Serial, String> {
+    match v {
+        None | Some(Value::Null) => Ok(Serial::All),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(c) if c > 0 => Ok(Serial::Count(c as usize)),
+            _ => Err(format!("serial `{n}` must be a positive whole number")),
+        },
+        Some(Value::String(s)) => match s.trim().strip_suffix('%').map(|p| p.trim().parse::<f64>())
+        {
+            Some(Ok(p)) if p > 0.0 && p <= 100.0 => Ok(Serial::Percent(p)),
+            _ => Err(format!(
+                "serial `{s}` must be a number or a percentage like \"30%\""
+            )),
+        },
+        Some(other) => Err(format!("serial `{other}` must be a number or a percentage")),
+    }
+}
+
+fn list_roles(project: &Project) -> Vec<String> {
+    std::fs::read_dir(project.roles_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("tasks.yml").is_file())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+enum RoleError {
+    Missing,
+    Load(LoadErrors),
+}
+
+impl Role {
+    fn load(project: &Project, name: &str, modules: &[&str]) -> Result<Role, RoleError> {
+        let dir = project.roles_dir().join(name);
+        let tasks_file = dir.join("tasks.yml");
+        if !tasks_file.is_file() {
+            return Err(RoleError::Missing);
+        }
+        let mut errors = Vec::new();
+        let defaults_file = dir.join("defaults.yml");
+        let defaults = if defaults_file.is_file() {
+            match crate::yaml::load::<Option<Map<String, Value>>>(&defaults_file) {
+                Ok(m) => m.unwrap_or_default(),
+                Err(e) => {
+                    errors.push(e);
+                    Map::new()
+                }
+            }
+        } else {
+            Map::new()
+        };
+        let tasks = load_tasks(&tasks_file, name, false, modules, &mut errors);
+        let handlers_file = dir.join("handlers.yml");
+        let handlers = if handlers_file.is_file() {
+            load_tasks(&handlers_file, name, true, modules, &mut errors)
+        } else {
+            Vec::new()
+        };
+        // A notify must name a handler of this role (checked here, not at run time).
+        for t in &tasks {
+            for n in &t.notify {
+                if !handlers.iter().any(|h| &h.name == n) {
+                    let names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
+                    let mut e = LoadError::new(
+                        t.place.clone(),
+                        format!("notify names unknown handler `{n}`"),
+                    );
+                    e = match closest(n, &names) {
+                        Some(s) => e.hint(format!("did you mean `{s}`?")),
+                        None => e.hint(format!("define it in {}", handlers_file.display())),
+                    };
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Role {
+                name: name.to_string(),
+                dir,
+                defaults,
+                defaults_file,
+                tasks,
+                handlers,
+            })
+        } else {
+            Err(RoleError::Load(LoadErrors(errors)))
+        }
+    }
+
+    /// Directories searched for `template: src:`, most specific first.
+    pub fn template_dirs(&self, project: &Project) -> Vec<PathBuf> {
+        vec![
+            self.dir.join("templates"),
+            project.templates_dir().join(&self.name),
+            project.templates_dir(),
+        ]
+    }
+
+    /// Directories searched for `copy: src:`.
+    pub fn file_dirs(&self, project: &Project) -> Vec<PathBuf> {
+        vec![
+            self.dir.join("files"),
+            project.root.join("files").join(&self.name),
+        ]
+    }
+}
+
+fn load_tasks(
+    file: &Path,
+    role: &str,
+    handlers: bool,
+    modules: &[&str],
+    errors: &mut Vec<LoadError>,
+) -> Vec<Task> {
+    let raw: Option<Vec<RawTask>> = match crate::yaml::load(file) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for rt in raw.unwrap_or_default() {
+        match parse_task(file, role, rt, modules) {
+            Ok(t) => {
+                if handlers && t.name.is_empty() {
+                    errors.push(LoadError::new(
+                        t.place.clone(),
+                        "a handler needs a `name` (tasks notify it by name)",
+                    ));
+                }
+                out.push(t)
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    out
+}
+
+fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<Task, LoadError> {
+    let place = Place::at(file, &rt.referenced);
+    let mut module: Option<(String, Value, Place)> = None;
+    let mut t = Task {
+        name: String::new(),
+        module: String::new(),
+        args: Value::Null,
+        when: Vec::new(),
+        notify: Vec::new(),
+        tags: Vec::new(),
+        loop_items: None,
+        loop_var: "item".into(),
+        register: None,
+        retries: 0,
+        delay: 1,
+        until: None,
+        run_once: false,
+        changed_when: None,
+        failed_when: None,
+        timeout: None,
+        place: place.clone(),
+        role: role.to_string(),
+    };
+    for (k, v) in rt.value {
+        let kplace = Place::at(file, &k.referenced);
+        let key = k.value;
+        let val = v.value;
+        let bad = |what: &str| LoadError::new(kplace.clone(), format!("`{key}` must be {what}"));
+        match key.as_str() {
+            "name" => t.name = val.as_str().ok_or_else(|| bad("a string"))?.to_string(),
+            "when" => {
+                t.when = strings(&val).ok_or_else(|| bad("an expression or a list of them"))?
+            }
+            "notify" => {
+                t.notify = strings(&val).ok_or_else(|| bad("a handler name or a list of them"))?
+            }
+            "tags" => t.tags = strings(&val).ok_or_else(|| bad("a tag or a list of tags"))?,
+            "loop" => {
+                if !(val.is_array() || val.is_string()) {
+                    return Err(bad("a list or a template string like \"{{ packages }}\""));
+                }
+                t.loop_items = Some(val)
+            }
+            "loop_var" => {
+                t.loop_var = val
+                    .as_str()
+                    .ok_or_else(|| bad("a variable name"))?
+                    .to_string()
+            }
+            "register" => {
+                t.register = Some(
+                    val.as_str()
+                        .ok_or_else(|| bad("a variable name"))?
+                        .to_string(),
+                )
+            }
+            "retries" => t.retries = val.as_u64().ok_or_else(|| bad("a whole number"))? as u32,
+            "delay" => t.delay = val.as_u64().ok_or_else(|| bad("a number of seconds"))?,
+            "until" => {
+                t.until = Some(
+                    val.as_str()
+                        .ok_or_else(|| bad("an expression"))?
+                        .to_string(),
+                )
+            }
+            "run_once" => t.run_once = val.as_bool().ok_or_else(|| bad("true or false"))?,
+            "changed_when" => {
+                if !(val.is_boolean() || val.is_string()) {
+                    return Err(bad("true, false or an expression"));
+                }
+                t.changed_when = Some(val)
+            }
+            "timeout" => {
+                t.timeout = Some(
+                    positive_seconds(&val)
+                        .ok_or_else(|| bad("a positive number of seconds").hint("timeout: 300"))?,
+                )
+            }
+            "failed_when" => {
+                t.failed_when = Some(
+                    val.as_str()
+                        .ok_or_else(|| bad("an expression"))?
+                        .to_string(),
+                )
+            }
+            m if modules.contains(&m) => {
+                if let Some((other, _, _)) = &module {
+                    return Err(LoadError::new(
+                        kplace,
+                        format!("a task has one module; found `{other}` and `{m}`"),
+                    )
+                    .hint("split it into two tasks"));
+                }
+                module = Some((m.to_string(), val, kplace));
+            }
+            other => {
+                let mut all: Vec<&str> = KEYWORDS.to_vec();
+                all.extend(modules);
+                let e = LoadError::new(kplace, format!("unknown module or task keyword `{other}`"));
+                return Err(match closest(other, &all) {
+                    Some(s) => e.hint(format!("did you mean `{s}`?")),
+                    None => e.hint(format!("modules: {}", modules.join(", "))),
+                });
+            }
+        }
+    }
+    if t.register.as_deref().is_some_and(|r| !is_ident(r)) || !is_ident(&t.loop_var) {
+        return Err(LoadError::new(
+            place,
+            "register and loop_var must be plain variable names",
+        ));
+    }
+    let Some((m, args, _)) = module else {
+        return Err(
+            LoadError::new(place, format!("task `{}` names no module", t.name))
+                .hint(format!("add one of: {}", modules.join(", "))),
+        );
+    };
+    if t.name.is_empty() {
+        t.name = m.to_string();
+    }
+    t.module = m;
+    t.args = args;
+    Ok(t)
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Bool(b) => Some(vec![b.to_string()]),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The model does not know the engine's modules; these stand in for its registry.
+    const TEST_MODULES: &[&str] = &["apt", "copy", "file", "template"];
+
+    fn tasks(text: &str) -> (Vec<Task>, Vec<LoadError>) {
+        let dir =
+            std::env::temp_dir().join(format!("bosun-site-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("tasks.yml");
+        std::fs::write(&f, text).unwrap();
+        let mut errors = Vec::new();
+        let t = load_tasks(&f, "r", false, TEST_MODULES, &mut errors);
+        std::fs::remove_dir_all(&dir).unwrap();
+        (t, errors)
+    }
+
+    #[test]
+    fn parses_keywords_and_module() {
+        let (t, e) = tasks("- name: pkgs\n  apt: {name: [a]}\n  when: x == 1\n  notify: restart\n  tags: [p]\n  loop: [1, 2]\n  register: r\n");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(t[0].module, "apt");
+        assert_eq!(t[0].when, vec!["x == 1"]);
+        assert_eq!(t[0].notify, vec!["restart"]);
+        assert_eq!(t[0].register.as_deref(), Some("r"));
+        assert_eq!(t[0].place.line, 1);
+    }
+
+    #[test]
+    fn unknown_module_gets_line_and_suggestion() {
+        let (_, e) = tasks("- name: a\n  file: {path: /x, state: directory}\n- name: b\n  tempalte: {src: a, dest: /b}\n");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].place.line, 4);
+        assert_eq!(e[0].place.col, 3);
+        assert!(e[0].hint.as_deref().unwrap_or("").contains("template"));
+    }
+
+    #[test]
+    fn two_modules_or_none_are_errors() {
+        let (_, e) = tasks("- name: a\n  file: {}\n  copy: {}\n- name: b\n");
+        assert_eq!(e.len(), 2);
+        assert!(e[0].message.contains("one module"));
+        assert!(e[1].message.contains("names no module"));
+    }
+
+    #[test]
+    fn serial_forms() {
+        assert_eq!(
+            parse_serial(&Some(Value::from(2))).unwrap(),
+            Serial::Count(2)
+        );
+        assert_eq!(
+            parse_serial(&Some(Value::from("50%"))).unwrap(),
+            Serial::Percent(50.0)
+        );
+        assert!(parse_serial(&Some(Value::from("x"))).is_err());
+        assert_eq!(Serial::Percent(50.0).batch_size(3), 2);
+    }
+}
