@@ -25,15 +25,57 @@ impl fmt::Display for HopSpec {
     }
 }
 
+/// A jump chain, parsed once when the inventory is read: the hops the transport connects
+/// through, and the text as written (shown by `bosun inventory` and in messages). A host
+/// holds one only when it has hops; `none` is no chain at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jump {
+    text: String,
+    hops: Vec<HopSpec>,
+}
+
+impl Jump {
+    /// `Ok(None)` for `none`; an error names the hop that is malformed.
+    pub fn parse(value: &str) -> Result<Option<Jump>, String> {
+        let hops = parse(value)?;
+        Ok((!hops.is_empty()).then(|| Jump {
+            text: value.trim().to_string(),
+            hops,
+        }))
+    }
+
+    /// The hops, first hop first (never empty).
+    pub fn hops(&self) -> &[HopSpec] {
+        &self.hops
+    }
+
+    /// The chain as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Jump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for Jump {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 /// What the hint of a malformed `jump:` says.
 pub const SYNTAX_HINT: &str = "write `user@host[:port]`, several hops separated by commas \
      (`a@b1,c@b2:2222`, as OpenSSH's ProxyJump), an inventory host name, or `none`";
 
 /// Parses a `jump:` value into its hops, first hop first. `none` is an empty chain.
 ///
-/// This is the one place the syntax is checked: the inventory readers call it to report a
-/// malformed value at its file:line, and the transport's jump pool calls it again when
-/// connecting.
+/// This is the one place the syntax is checked: the inventory readers call it (through
+/// [`Jump::parse`]) to report a malformed value at its file:line; the transport takes the
+/// parsed [`Jump`] and never reads the text again.
 pub fn parse(value: &str) -> Result<Vec<HopSpec>, String> {
     let value = value.trim();
     if value.eq_ignore_ascii_case("none") {
@@ -123,6 +165,20 @@ mod tests {
             host: host.into(),
             port,
         }
+    }
+
+    #[test]
+    fn a_jump_is_parsed_once_and_keeps_its_text() {
+        let j = Jump::parse(" a@b,c:2222 ").unwrap().expect("two hops");
+        assert_eq!(j.as_str(), "a@b,c:2222");
+        assert_eq!(
+            j.hops(),
+            &[spec(Some("a"), "b", None), spec(None, "c", Some(2222))]
+        );
+        assert_eq!(serde_json::to_string(&j).unwrap(), "\"a@b,c:2222\"");
+        assert_eq!(Jump::parse("none").unwrap(), None, "none is no chain");
+        let e = Jump::parse("a@b,,").unwrap_err();
+        assert!(e.contains("hop 2"), "{e}");
     }
 
     #[test]

@@ -186,10 +186,9 @@ pub struct Host {
     pub groups: Vec<String>,
     /// Merged inventory variables (all → groups → host), secrets included.
     pub vars: Map<String, Value>,
-    /// Jump hosts in OpenSSH ProxyJump syntax (`user@bastion[:port],...`), checked by
-    /// [`crate::hops::parse`]; `None` connects directly. Set by `jump:` or an Ansible
-    /// `ProxyJump`/`-J`.
-    pub jump: Option<String>,
+    /// Jump hosts (OpenSSH ProxyJump syntax, `user@bastion[:port],...`), parsed at load;
+    /// `None` connects directly. Set by `jump:` or an Ansible `ProxyJump`/`-J`.
+    pub jump: Option<crate::hops::Jump>,
 }
 
 #[derive(Debug, Clone)]
@@ -584,13 +583,12 @@ impl Inventory {
 fn jump_setting(
     path: &Path,
     jump: &Option<Spanned<String>>,
-) -> Result<Option<Option<String>>, LoadError> {
+) -> Result<Option<Option<crate::hops::Jump>>, LoadError> {
     let Some(j) = jump else {
         return Ok(None);
     };
-    match crate::hops::parse(&j.value) {
-        Ok(hops) if hops.is_empty() => Ok(Some(None)),
-        Ok(_) => Ok(Some(Some(j.value.trim().to_string()))),
+    match crate::hops::Jump::parse(&j.value) {
+        Ok(chain) => Ok(Some(chain)),
         Err(m) => Err(LoadError::new(
             Place::at(path, &j.referenced),
             format!("malformed jump `{}`: {m}", j.value),
@@ -838,12 +836,18 @@ groups:
         let i = Inventory::parse(Path::new("i.yml"), text).unwrap();
         assert_eq!(i.hosts["lb"].jump, None, "`none` overrides the default");
         assert_eq!(
-            i.hosts["pg1"].jump.as_deref(),
+            i.hosts["pg1"].jump.as_ref().map(|j| j.as_str()),
             Some("lb"),
             "child group beats parent"
         );
-        assert_eq!(i.hosts["pg2"].jump.as_deref(), Some("a@b1, c@b2:2222"));
-        assert_eq!(i.hosts["web1"].jump.as_deref(), Some("root@bastion"));
+        assert_eq!(
+            i.hosts["pg2"].jump.as_ref().map(|j| j.as_str()),
+            Some("a@b1, c@b2:2222")
+        );
+        assert_eq!(
+            i.hosts["web1"].jump.as_ref().map(|j| j.as_str()),
+            Some("root@bastion")
+        );
         assert_eq!(
             i.hosts["db9"].jump, None,
             "a group's `none` beats the default"

@@ -1037,7 +1037,8 @@ mod tests {
             "storefront_env": {"NEXT_PUBLIC_X": nasty, "PLAIN": "http://a:3000"},
             "dashboard_api_url": "http://lb/graphql/", "dashboard_build_env": {"Y": nasty},
         }));
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The model crate sits in crates/model; the templates are the repository's.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let dir = std::env::temp_dir().join(format!("bosun-envf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let t = Templates::new();

@@ -200,7 +200,8 @@ pub(super) fn apply(inv: &mut Inventory, base: &Path) {
             .filter_map(|k| v.get(*k).and_then(scalar))
             .find_map(|a| jump_from_args(&a).0)
         {
-            h.jump = Some(j).filter(|j| !j.is_empty());
+            // Checked when the variable was read (`check`), so a malformed chain never gets here.
+            h.jump = crate::hops::Jump::parse(&j).ok().flatten();
         }
         h.vars.retain(|k, _| !is_connection_var(k));
     }
