@@ -7,6 +7,7 @@
 
 use super::copy::{self, Copy};
 use super::fileops::Attrs;
+use super::support::in_module;
 use super::{
     de_mode, parse_args, ArgError, Controller, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -43,7 +44,7 @@ impl Template {
             group: a.group,
         };
         let copy = Copy::from_content(a.dest, text.into_bytes(), attrs, a.validate, a.backup)
-            .map_err(|e| copy::in_module("template", e))?;
+            .map_err(|e| in_module("template", e))?;
         Ok(Template { copy })
     }
 }
@@ -75,7 +76,7 @@ impl Module for Template {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::copy::tests::FakeCtl;
+    use crate::modules::test_support::FakeCtl;
     use serde_json::json;
 
     #[test]
