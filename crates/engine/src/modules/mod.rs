@@ -240,6 +240,15 @@ pub trait Module: Send + Sync + Sized + 'static {
         None
     }
 
+    /// The controller templates a task of this module renders while it is built, named as
+    /// its arguments (not yet templated) name them; `None` when that cannot be told from
+    /// the arguments. The engine reads the variables those files use, so a task waits for
+    /// the facts or a registered result its template reads, and only then. Most modules
+    /// render none.
+    fn rendered_templates(_args: &Value) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     /// Values the module makes from its arguments that are as good as a secret (a
     /// password's SCRAM verifier). The engine adds them to the run's secrets when it
     /// builds the module, so they are redacted wherever they would show (`-vv` scripts,
@@ -344,6 +353,9 @@ trait Build: Sync {
         args: Value,
         ctl: &dyn Controller,
     ) -> Result<Box<dyn DynModule>, ArgError>;
+
+    /// [`Module::rendered_templates`] of the module type.
+    fn rendered_templates(&self, args: &Value) -> Option<Vec<String>>;
 }
 
 /// A module type's constructor, wrapped so that modules of different types sit in one list.
@@ -360,6 +372,10 @@ impl<M: Module> Build for Make<M> {
             name,
             module: (self.0)(args, ctl)?,
         }))
+    }
+
+    fn rendered_templates(&self, args: &Value) -> Option<Vec<String>> {
+        M::rendered_templates(args)
     }
 }
 
@@ -430,6 +446,16 @@ pub fn build(
     match REGISTRY.iter().find(|(n, _)| *n == name) {
         Some((name, make)) => make.build(name, args, ctl),
         None => Err(unknown_module(name)),
+    }
+}
+
+/// The controller templates a task of module `name` with (untemplated) `args` renders
+/// when it is built (see [`Module::rendered_templates`]); none for an unknown module, whose
+/// task fails when it is built.
+pub fn rendered_templates(name: &str, args: &Value) -> Option<Vec<String>> {
+    match REGISTRY.iter().find(|(n, _)| *n == name) {
+        Some((_, make)) => make.rendered_templates(args),
+        None => Some(Vec::new()),
     }
 }
 

@@ -71,6 +71,12 @@ impl Module for Template {
     fn path_probe(&self) -> Option<(&str, Option<&str>)> {
         self.copy.path_probe()
     }
+
+    /// `src`, the one template it renders; unknown without one (the task fails when built).
+    fn rendered_templates(args: &Value) -> Option<Vec<String>> {
+        let src = args.get("src")?.as_str()?;
+        Some(vec![src.to_string()])
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +105,20 @@ mod tests {
             .unwrap()
             .contains(&crate::modules::fileops::sha256_hex(b"port = 8080\n")));
         assert_eq!(m.effects(), Effects::Paths(vec!["/etc/app.conf".into()]));
+    }
+
+    #[test]
+    fn renders_its_src() {
+        let names = |args| crate::modules::rendered_templates("template", &args);
+        assert_eq!(
+            names(json!({"src": "app.conf.j2", "dest": "/x"})),
+            Some(vec!["app.conf.j2".to_string()])
+        );
+        assert_eq!(names(json!({"dest": "/x"})), None);
+        assert_eq!(
+            crate::modules::rendered_templates("copy", &json!({"src": "app.conf.j2"})),
+            Some(Vec::new())
+        );
     }
 
     #[test]
