@@ -122,6 +122,13 @@ impl Batch {
         self.steps.is_empty()
     }
 
+    /// Step `i`'s body and whether it runs in the background: what tests of the scripts a
+    /// round builds look at (the script itself quotes every body).
+    #[cfg(test)]
+    pub(crate) fn step(&self, i: usize) -> Option<(&str, bool)> {
+        self.steps.get(i).map(|s| (s.body.as_str(), s.background))
+    }
+
     /// The scratch directory of this script on the host.
     fn scratch(&self) -> String {
         format!("/tmp/.bosun.{}", self.nonce)

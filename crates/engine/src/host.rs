@@ -3,7 +3,9 @@
 //! A round probes every task it can in one remote script. Planning is local. Changes are
 //! applied in order in one remote script, up to the first task whose probe an applied change
 //! may have made stale (see [`stale`]); the next round re-probes from there. A no-op play is
-//! therefore exactly one round trip, and a first converge a handful.
+//! therefore exactly one round trip, and a first converge a handful. What a round probes,
+//! plans, applies and reads back is decided in [`crate::round`]; this file schedules the
+//! tasks into rounds, runs the scripts and reports.
 //!
 //! A task that reads a variable registered by a task still in flight waits for a later
 //! round, so `register` never sees a guess.
@@ -12,8 +14,10 @@ use super::batch::{Batch, StepEnd, STATE_DIR_SH};
 use super::expand::{self, ItemOutcome, Scope, Unit};
 use super::{Emitter, HostStats, RunOptions};
 use crate::event::{Event, Status, TaskReport};
-use crate::modules::{Effects, Observed, Plan};
-use crate::remote::{Killed, Remote};
+use crate::modules::{self, Effects, Observed};
+use crate::remote::Remote;
+pub use crate::round::stale;
+use crate::round::{self, LastScript, RoundUnit, UnitResult};
 use bosun_model::inventory::Timeouts;
 use bosun_model::shell::quote;
 use bosun_model::site::{Play, Project, Role, Task};
@@ -43,43 +47,20 @@ pub struct PlayCtx<'a> {
     pub roles: &'a [&'a Role],
 }
 
-/// The result of one unit, in the shape `register` exposes.
-#[derive(Debug, Clone, Default)]
-struct UnitResult {
-    changed: bool,
-    failed: bool,
-    skipped: bool,
-    rc: i32,
-    stdout: String,
-    stderr: String,
-    msg: String,
-}
-
-impl UnitResult {
-    fn to_json(&self) -> Value {
-        json!({
-            "changed": self.changed,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "rc": self.rc,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "stdout_lines": self.stdout.lines().collect::<Vec<_>>(),
-            "msg": self.msg,
-        })
+/// The names the controller templates a task renders read (see
+/// [`crate::modules::Module::rendered_templates`]), when each is a plain name found in the
+/// role's template directories; `None` when they cannot be known before rendering.
+fn rendered_names(e: &Entry, project: &Project, templates: &Templates) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for src in modules::rendered_templates(&e.task.module, &e.task.args)? {
+        if bosun_model::template::has_syntax(&src) {
+            return None;
+        }
+        let path = expand::find_file(e.role.template_dirs(project), &src)?;
+        let text = std::fs::read_to_string(path).ok()?;
+        names.extend(templates.template_names(&text));
     }
-}
-
-/// The names a `template` task's file reads, when its `src` is a plain name found in the
-/// role's template directories; `None` when it cannot be known before rendering.
-fn template_file_names(e: &Entry, project: &Project, templates: &Templates) -> Option<Vec<String>> {
-    let src = e.task.args.get("src")?.as_str()?;
-    if bosun_model::template::has_syntax(src) {
-        return None;
-    }
-    let path = expand::find_file(e.role.template_dirs(project), src)?;
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(templates.template_names(&text))
+    Some(names)
 }
 
 /// A unit waiting in the round queue.
@@ -96,16 +77,6 @@ pub enum HostEnd {
     Unreachable(String),
     /// The operator interrupted the run; what ran was reported, nothing new started.
     Interrupted,
-}
-
-/// How the last remote script of a host ended, for the messages of its unfinished steps.
-#[derive(Debug, Default)]
-struct LastScript {
-    rc: i32,
-    stderr: String,
-    killed: Option<Killed>,
-    /// Steps killed for overstaying, with their limit.
-    expired: Vec<(usize, std::time::Duration)>,
 }
 
 /// Runs `entries` (tasks, or notified handlers) on one host.
@@ -202,48 +173,6 @@ impl<'a, 'b> HostRun<'a, 'b> {
             expired: watch.expired().to_vec(),
         };
         Ok(b.parse(&out.stdout))
-    }
-
-    /// Why a step of the last script has no result.
-    fn why_unfinished(&self, end: Option<&StepEnd>, step: usize, what: &str) -> String {
-        let last = &self.last;
-        if let Some((_, limit)) = last.expired.iter().find(|(i, _)| *i == step) {
-            return format!(
-                "{what} did not finish within {} (deadline: the task's `timeout`, else {}); \
-                 its processes on the host were killed",
-                secs(*limit),
-                if what == "the probe" {
-                    "`probe_timeout`"
-                } else {
-                    "`task_timeout`"
-                }
-            );
-        }
-        let status = if last.stderr.is_empty() {
-            format!("exit code {}", last.rc)
-        } else {
-            format!("exit code {}: {}", last.rc, last.stderr)
-        };
-        match (last.killed, end) {
-            (Some(Killed::Interrupted), _) => {
-                format!("{what} was stopped: the run was interrupted")
-            }
-            (Some(Killed::Deadline), _) => {
-                format!("{what} was stopped with a step that overstayed its deadline")
-            }
-            (None, Some(StepEnd::Unfinished { .. })) => {
-                format!("{what} began but did not finish (the remote script ended: {status})")
-            }
-            _ => format!("{what} did not run: the remote script ended before it ({status})"),
-        }
-    }
-
-    fn unfinished_probe(&self, end: Option<&StepEnd>, step: usize) -> String {
-        self.why_unfinished(end, step, "the probe")
-    }
-
-    fn unfinished_apply(&self, end: &StepEnd, step: usize) -> String {
-        self.why_unfinished(Some(end), step, "the change")
     }
 
     /// A probe step printing `role<TAB>handler` for every notification recorded on the host.
@@ -395,8 +324,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 // A template file reads what it reads: when it can be found now, its own
                 // names count; otherwise it may read anything.
                 let mut any_name = false;
-                if may_wait && e.task.module == "template" && !skipped_now {
-                    match template_file_names(e, self.ctx.project, templates) {
+                if may_wait && !skipped_now {
+                    match rendered_names(e, self.ctx.project, templates) {
                         Some(file) => names.extend(file),
                         None => any_name = true,
                     }
@@ -559,64 +488,42 @@ impl<'a, 'b> HostRun<'a, 'b> {
 
     /// One probe round trip, local planning, one apply round trip.
     /// Returns the finished units (queue entries consumed from the front).
+    ///
+    /// What each step decides is in [`crate::round`]; this runs the scripts, reads the
+    /// facts and pending notifications, and reports every finished unit.
     async fn round(
         &mut self,
         entries: &[Entry<'_>],
         queue: &mut VecDeque<Queued>,
     ) -> Result<Vec<(usize, UnitResult)>, HostEnd> {
         let check = self.ctx.opts.check;
-        let mut probes = Batch::new(false);
-        let mut step_of: Vec<Option<usize>> = Vec::with_capacity(queue.len());
-        // Path probes (file, copy, template) go into one shared step: a fixed number of
-        // processes on the host for all of them. Their results are appended to `observed`
-        // after the batch's own steps.
-        let mut shared: Vec<(&str, Option<&str>)> = Vec::new();
-        let mut shared_of: Vec<usize> = Vec::new(); // queue index of each shared path
-        for (qi, q) in queue.iter().enumerate() {
-            let m = &q.unit.module;
-            match m.path_probe() {
-                Some(pp) => {
-                    shared.push(pp);
-                    shared_of.push(qi);
-                    step_of.push(None);
+        let limit = self.ctx.limits.probe;
+        let units: Vec<RoundUnit> = queue
+            .iter()
+            .map(|q| {
+                let e = &entries[q.entry];
+                RoundUnit {
+                    module: q.unit.module.as_ref(),
+                    probe_limit: self.probe_limit(e),
+                    task_limit: self.task_limit(e),
+                    role: &e.role.name,
+                    notify: &e.task.notify,
                 }
-                None => {
-                    let limit = self.probe_limit(&entries[q.entry]);
-                    step_of.push(m.probe().map(|p| {
-                        if m.slow_probe() {
-                            probes.push_background(&p, limit)
-                        } else {
-                            probes.push_limited(&p, limit)
-                        }
-                    }))
-                }
-            }
-        }
-        let shared_step = (!shared.is_empty()).then(|| {
-            probes.push_limited(
-                &crate::modules::fileops::probe_paths(&shared),
-                self.ctx.limits.probe,
-            )
-        });
+            })
+            .collect();
         // Handlers notified by an earlier run that did not get to run them.
-        let pending_step = self
-            .pending_handlers_unread
-            .then(|| probes.push_limited(&self.pending_probe(), self.ctx.limits.probe));
+        let pending = self.pending_handlers_unread.then(|| self.pending_probe());
         self.pending_handlers_unread = false;
-        let facts_step = (!self.facts_known)
-            .then(|| probes.push_background(super::facts::SCRIPT, self.ctx.limits.probe));
-        let mut observed = if probes.is_empty() {
+        let probes = round::probes(&units, pending.as_deref(), !self.facts_known, limit);
+        let observed = if probes.batch.is_empty() {
             Vec::new()
         } else {
-            self.run_batch(&probes).await?
+            self.run_batch(&probes.batch).await?
         };
-        if let Some(ps) = pending_step {
-            if let Some(StepEnd::Done(o)) = observed.get(ps) {
-                let o = o.clone();
-                self.read_pending(&o);
-            }
+        if let Some(StepEnd::Done(o)) = probes.pending_step.and_then(|ps| observed.get(ps)) {
+            self.read_pending(o);
         }
-        if let Some(fs) = facts_step {
+        if let Some(fs) = probes.facts_step {
             match observed.get(fs) {
                 Some(StepEnd::Done(o)) => {
                     let facts = super::facts::parse(&o.stdout);
@@ -627,257 +534,56 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 // facts are gathered again by the next round.
                 _ if self.last.killed.is_some() => {}
                 other => {
-                    let why = self.unfinished_probe(other, fs);
+                    let why = self.last.unfinished_probe(other, fs);
                     return Err(self.fail_host("gather facts", why));
                 }
             }
         }
-        if let Some(ss) = shared_step {
-            let split = observed
-                .get(ss)
-                .cloned()
-                .and_then(StepEnd::done)
-                .and_then(|o| crate::modules::fileops::split_probe_paths(&shared, &o));
-            let split = match split {
-                Some(v) => v.into_iter().map(StepEnd::Done).collect::<Vec<_>>(),
-                None => {
-                    // Something did not add up (a path changed under us, an unreadable
-                    // file): probe those paths one by one, as each module would.
-                    let mut one = Batch::new(false);
-                    for &qi in &shared_of {
-                        let body = queue[qi].unit.module.probe().unwrap_or_default();
-                        one.push_limited(&body, self.ctx.limits.probe);
-                    }
-                    self.run_batch(&one).await?
-                }
-            };
-            for (k, &qi) in shared_of.iter().enumerate() {
-                step_of[qi] = Some(observed.len());
-                observed.push(split.get(k).cloned().unwrap_or(StepEnd::NotRun));
+        let shared = match probes.split_shared(&observed) {
+            Some(shared) => shared,
+            None => {
+                self.run_batch(&probes.shared_fallback(&units, limit))
+                    .await?
             }
-        }
+        };
+        let observations = probes.observations(observed, shared);
 
-        // Plan in order; collect applies until a stale probe.
-        let mut reports: Vec<(usize, TaskReport, UnitResult)> = Vec::new();
-        let mut applies = Batch::new(true);
-        let mut apply_step: Vec<(usize, usize)> = Vec::new(); // (report index, batch step)
-        let mut applied: Vec<Effects> = Vec::new();
-        // Units applied behind a guard tested again on the host (report indices), and the
-        // line such a unit prints when its guard holds by then.
-        let mut rechecked: Vec<usize> = Vec::new();
-        let guard_token = format!("@@bosun-guard-holds-{:016x}", rand::random::<u64>());
-        for (qi, q) in queue.iter().enumerate() {
-            let effects = q.unit.module.effects();
-            let mut guard = None;
-            if !check && stale(&effects, &applied) {
-                // A stale probe ends the round, unless the module can test its guard again
-                // on the host right before applying (guarded commands).
-                match q.unit.module.apply_guard() {
-                    Some(g) => guard = Some(g),
-                    None => break,
-                }
-            }
-            let e = &entries[q.entry];
-            let mut r = self.report(e, q.unit.label.clone(), Status::Ok);
-            let obs = match step_of[qi] {
-                _ if guard.is_some() => Observed::default(),
-                Some(s) => match observed.get(s).cloned() {
-                    Some(StepEnd::Done(o)) => o,
-                    end => {
-                        r.status = Status::Failed;
-                        r.message = Some(self.unfinished_probe(end.as_ref(), s));
-                        reports.push((
-                            q.entry,
-                            r,
-                            UnitResult {
-                                failed: true,
-                                ..Default::default()
-                            },
-                        ));
-                        break;
-                    }
-                },
-                None => Observed::default(),
-            };
-            match q.unit.module.plan(&obs) {
-                // In check mode the state this plan saw may not exist yet: an earlier task
-                // would install the package or write the unit. Report a prediction.
-                Err(err) if check && stale(&effects, &self.pending_effects) => {
-                    r.status = Status::Changed;
-                    r.predicted = true;
-                    r.summary = Some(format!("depends on earlier changes; now: {}", err.0));
-                    self.pending_effects.push(effects);
-                    reports.push((
-                        q.entry,
-                        r,
-                        UnitResult {
-                            changed: true,
-                            skipped: true,
-                            ..Default::default()
-                        },
-                    ));
-                }
-                Err(err) => {
-                    r.status = Status::Failed;
-                    r.message = Some(format!("{}: {}", q.unit.module.name(), err.0));
-                    reports.push((
-                        q.entry,
-                        r,
-                        UnitResult {
-                            failed: true,
-                            msg: err.0,
-                            ..Default::default()
-                        },
-                    ));
-                    break;
-                }
-                Ok(Plan::Unchanged { reason }) => {
-                    r.message = Some(reason);
-                    reports.push((q.entry, r, UnitResult::default()));
-                }
-                Ok(Plan::Change(c)) => {
-                    r.status = Status::Changed;
-                    r.summary = Some(c.summary.clone());
-                    r.details = c.details.clone();
-                    r.always = c.always;
-                    if self.ctx.opts.diff {
-                        r.diff = c.diff.as_ref().map(|d| {
-                            let mut fd = crate::diff::render(d);
-                            crate::diff::mask_rotated_secrets(&mut fd, self.ctx.emit.redactor());
-                            fd
-                        });
-                    }
-                    let wait_only = effects == Effects::Wait;
-                    if check {
-                        r.predicted = stale(&effects, &self.pending_effects);
-                        self.pending_effects.push(effects);
-                        let res = UnitResult {
-                            changed: !wait_only,
-                            skipped: true,
-                            msg: "check mode".into(),
-                            ..Default::default()
-                        };
-                        if wait_only {
-                            r.status = Status::Ok;
-                        }
-                        reports.push((q.entry, r, res));
-                    } else {
-                        let mut body = q.unit.module.apply(c.action.as_ref());
-                        if !wait_only && !e.task.notify.is_empty() {
-                            self.recorded = true;
-                            // The notification is recorded on the host by the same step
-                            // that makes the change, so a run that dies before its
-                            // handlers leaves them pending for the next one.
-                            body = format!(
-                                "( {body}\n) || exit $?\n{}",
-                                record_notification(&e.role.name, &e.task.notify)
-                            );
-                        }
-                        let limit = self.task_limit(e);
-                        let step = match &guard {
-                            Some(g) => {
-                                rechecked.push(reports.len());
-                                applies.push_limited(
-                                    &format!(
-                                        "if {g}; then echo '{guard_token}'; exit 0; fi\n{body}"
-                                    ),
-                                    limit,
-                                )
-                            }
-                            None => applies.push_limited(&body, limit),
-                        };
-                        // Waiting means the host is expected to change under us (a server
-                        // coming up): everything probed after a wait is probed again.
-                        let effects = if wait_only {
-                            Effects::Host
-                        } else {
-                            q.unit.module.applied_effects(c.action.as_ref())
-                        };
-                        applied.push(effects.clone());
-                        self.pending_effects.push(effects);
-                        apply_step.push((reports.len(), step));
-                        reports.push((
-                            q.entry,
-                            r,
-                            UnitResult {
-                                changed: !wait_only,
-                                ..Default::default()
-                            },
-                        ));
-                    }
-                }
-            }
+        let planned = round::plan(&units, &observations, check, &mut self.pending_effects);
+        let applies = (!check).then(|| {
+            let token = format!("@@bosun-guard-holds-{:016x}", rand::random::<u64>());
+            round::applies(&units, &planned, token)
+        });
+        let mut outcomes = round::outcomes(&units, planned, check, &self.last);
+        let mut ran = outcomes.len();
+        if let Some(a) = applies.filter(|a| !a.batch.is_empty()) {
+            self.recorded |= a.records_notification;
+            let ends = self.run_batch(&a.batch).await?;
+            ran = a.interpret(&ends, &self.last, &mut outcomes);
         }
+        outcomes.truncate(ran);
 
-        // Apply what was planned, in one round trip.
-        let mut ran = reports.len();
-        if !applies.is_empty() {
-            let results = self.run_batch(&applies).await?;
-            let mut earlier_failed = false;
-            for (ri, step) in &apply_step {
-                let (_, r, res) = &mut reports[*ri];
-                match results.get(*step).cloned().unwrap_or(StepEnd::NotRun) {
-                    StepEnd::Done(o)
-                        if rechecked.contains(ri)
-                            && o.rc == 0
-                            && o.stdout.trim_end() == guard_token =>
-                    {
-                        res.changed = false;
-                        r.status = Status::Ok;
-                        r.summary = None;
-                        r.details.clear();
-                        r.always = false;
-                        r.message = Some("guard holds (tested again on the host)".into());
-                    }
-                    StepEnd::Done(o) => {
-                        res.rc = o.rc;
-                        res.stdout = o.stdout;
-                        res.stderr = o.stderr;
-                        if o.rc == 0 && !res.changed {
-                            // A wait that succeeded changed nothing.
-                            r.status = Status::Ok;
-                        }
-                        if o.rc != 0 {
-                            earlier_failed = true;
-                            res.failed = true;
-                            res.changed = false;
-                            r.status = Status::Failed;
-                            let why = res.stderr.trim();
-                            r.message = Some(if why.is_empty() {
-                                format!("exit code {}", o.rc)
-                            } else {
-                                format!("exit code {}: {why}", o.rc)
-                            });
-                        }
-                    }
-                    StepEnd::NotRun if earlier_failed => {
-                        // Never ran: an earlier step failed, and with it the host.
-                        ran = ran.min(*ri);
-                    }
-                    // Began and never ended, or the script ended before it without a
-                    // failed step: it fails with what is known, and is never run again
-                    // (a command that may have half-run must not silently run twice).
-                    end => {
-                        earlier_failed = true;
-                        res.failed = true;
-                        res.changed = false;
-                        r.status = Status::Failed;
-                        r.message = Some(self.unfinished_apply(&end, *step));
-                        if let StepEnd::Unfinished { stdout } = end {
-                            res.stdout = stdout;
-                        }
-                    }
-                }
-            }
-        }
-        reports.truncate(ran);
         let mut finished = Vec::new();
-        for (entry, mut r, mut res) in reports {
-            self.post_conditions(&entries[entry], &mut r, &mut res);
+        for (q, o) in queue.iter().zip(outcomes) {
+            let e = &entries[q.entry];
+            let mut r = self.report(e, q.unit.label.clone(), o.status);
+            r.summary = o.summary;
+            r.details = o.details;
+            r.always = o.always;
+            r.predicted = o.predicted;
+            r.message = o.message;
+            if self.ctx.opts.diff {
+                r.diff = o.diff.as_ref().map(|d| {
+                    let mut fd = crate::diff::render(d);
+                    crate::diff::mask_rotated_secrets(&mut fd, self.ctx.emit.redactor());
+                    fd
+                });
+            }
+            let mut res = o.result;
+            self.post_conditions(e, &mut r, &mut res);
             self.emit(r);
-            finished.push((entry, res));
+            finished.push((q.entry, res));
         }
-        // Reports are in queue order, so the finished units are the queue's front.
+        // Outcomes are in queue order, so the finished units are the queue's front.
         for _ in 0..finished.len() {
             queue.pop_front();
         }
@@ -1100,72 +806,4 @@ pub fn clear_notifications(roles: &[&str]) -> String {
         .map(|r| format!("\"$__bs/notify/\"{}", quote(r)))
         .collect();
     format!("{STATE_DIR_SH}rm -f -- {}\n", files.join(" "))
-}
-
-fn secs(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
-/// Whether a probe with `effects` may be out of date after `applied` changes.
-///
-/// Host-wide changes (packages, users, commands) invalidate everything after them. Path
-/// changes invalidate probes of the same path, a parent or a child. Modules that observe
-/// the whole host (apt, systemd, wait_for) are re-probed after any change.
-pub fn stale(effects: &Effects, applied: &[Effects]) -> bool {
-    if applied.is_empty() {
-        return false;
-    }
-    if applied.contains(&Effects::Host) {
-        return true;
-    }
-    match effects {
-        Effects::Host | Effects::None | Effects::Wait => {
-            applied.iter().any(|a| *a != Effects::None)
-        }
-        Effects::Paths(mine) | Effects::Created(mine) => applied.iter().any(|a| match a {
-            Effects::Paths(theirs) => mine.iter().any(|m| theirs.iter().any(|t| overlaps(m, t))),
-            // A new empty directory: only the probes of it and of its parents went stale.
-            Effects::Created(theirs) => mine.iter().any(|m| theirs.iter().any(|t| under(t, m))),
-            _ => false,
-        }),
-    }
-}
-
-/// `x` is `dir` or lies under it.
-fn under(x: &str, dir: &str) -> bool {
-    x == dir || x.starts_with(&format!("{}/", dir.trim_end_matches('/')))
-}
-
-fn overlaps(a: &str, b: &str) -> bool {
-    under(a, b) || under(b, a)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn staleness_rules() {
-        let p = |s: &str| Effects::Paths(vec![s.to_string()]);
-        assert!(!stale(&p("/etc/a"), &[]));
-        assert!(stale(&p("/etc/a"), &[Effects::Host]));
-        assert!(stale(&p("/etc/app/x.conf"), &[p("/etc/app")]));
-        assert!(stale(&p("/etc/app"), &[p("/etc/app/x.conf")]));
-        assert!(!stale(&p("/etc/application"), &[p("/etc/app")]));
-        assert!(!stale(&p("/etc/b"), &[p("/etc/a")]));
-        assert!(stale(
-            &Effects::Host,
-            &[p("/etc/apt/sources.list.d/x.list")]
-        ));
-        assert!(!stale(&p("/etc/b"), &[Effects::None]));
-        let created = |s: &str| Effects::Created(vec![s.to_string()]);
-        assert!(!stale(&p("/srv/app/x.conf"), &[created("/srv/app")]));
-        assert!(stale(&p("/srv/app"), &[created("/srv/app")]));
-        assert!(stale(&p("/srv"), &[created("/srv/app")]));
-        assert!(stale(&Effects::Host, &[created("/srv/app")]));
-    }
 }

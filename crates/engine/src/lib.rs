@@ -1,8 +1,9 @@
 //! The engine: converges hosts to what their roles declare.
 //!
-//! Per host, in rounds: [`expand`] the queued tasks, [`batch`] their probes into one remote
-//! script, plan each with its [`modules`] entry (a pure function of what was observed), apply
-//! the changes in one more script, re-probe what asks for it. [`run`] orders plays and hosts
+//! Per host, in rounds ([`host`] schedules them, [`round`] decides what each does): [`expand`]
+//! the queued tasks, [`batch`] their probes into one remote script, plan each with its
+//! [`modules`] entry (a pure function of what was observed), apply the changes in one more
+//! script, re-probe what asks for it. [`run`] orders plays and hosts
 //! (serial, forks, max_fail_percentage). A host is reached only through the [`remote::Remote`]
 //! trait; everything the engine has to say leaves as an [`event::Event`], redacted.
 
@@ -15,6 +16,7 @@ pub mod host;
 pub mod interrupt;
 pub mod modules;
 pub mod remote;
+pub mod round;
 mod run;
 
 pub use run::*;

@@ -32,8 +32,9 @@
 //! apt holds the lists lock (apt-daily at boot); install and remove wait for the dpkg lock the
 //! same way (`DPkg::Lock::Timeout=120`).
 
-use super::copy::{self, as_step, embed_probe, embedded, probe_failed, Copy};
+use super::copy::{self, Copy};
 use super::fileops::Attrs;
+use super::support::{as_step, embed_probe, embedded, in_module, probe_failed};
 use super::{
     de_one_or_many, parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -209,7 +210,7 @@ impl Apt {
                 }
                 key = Some(
                     Copy::from_content(path, text.into_bytes(), attrs.clone(), None, false)
-                        .map_err(|e| copy::in_module("apt", e))?,
+                        .map_err(|e| in_module("apt", e))?,
                 );
             }
             let dest = format!("/etc/apt/sources.list.d/{file}.list");
@@ -221,7 +222,7 @@ impl Apt {
                     None,
                     false,
                 )
-                .map_err(|e| copy::in_module("apt", e))?,
+                .map_err(|e| in_module("apt", e))?,
             );
         }
         if packages.is_empty() && repo.is_none() && a.update_cache != Some(true) {
@@ -844,8 +845,8 @@ fn human(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::copy::tests::run;
     use crate::modules::fileops::sha256_hex;
+    use crate::modules::test_support::run;
     use crate::modules::writer::Writer;
     use serde_json::json;
 

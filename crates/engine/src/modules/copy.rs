@@ -12,10 +12,12 @@
 //!
 //! `template` renders a file and then behaves exactly like `copy`, and modules that own a file
 //! of their own (`systemd` units, `apt` sources and keys, `sysctl` files) embed a `Copy` with
-//! [`Copy::from_content`] plus [`embed_probe`] / [`embedded`], so there is one implementation
-//! of "make this file hold these bytes".
+//! [`Copy::from_content`] plus [`super::support::embed_probe`] /
+//! [`super::support::embedded`], so there is one implementation of "make this file hold
+//! these bytes".
 
 use super::fileops::{self, apply_attrs, attr_changes, Attrs, Kind};
+use super::support::in_module;
 use super::writer::Writer;
 use super::{
     de_mode, parse_args, ArgError, Change, Controller, Effects, Module, ModuleError, Observed, Plan,
@@ -278,113 +280,11 @@ impl Module for Copy {
     }
 }
 
-/// Prefixes an argument error from [`Copy::from_content`] with the module that was building it.
-pub fn in_module(module: &str, e: ArgError) -> ArgError {
-    ArgError {
-        message: format!("{module}: {}", e.message),
-        hint: e.hint,
-    }
-}
-
-/// Wraps `script` so it can be one part of a bigger probe.
-///
-/// `script` runs inside a command substitution, so an `exit` in it (the path probe exits
-/// early for an absent path) ends only that part; every line it prints comes out prefixed
-/// with `tag.`; and when it fails, the whole probe fails with its exit code (its stderr
-/// already went to the probe's stderr). `tag` must be a plain shell word (letters, `_`).
-pub fn embed_probe(tag: &str, script: &str) -> String {
-    format!(
-        "{tag}_out=$(\n{script}) || exit $?\n\
-         [ -z \"${tag}_out\" ] || printf '%s\\n' \"${tag}_out\" | sed 's/^/{tag}./'\n"
-    )
-}
-
-/// The lines an [`embed_probe`] part printed, without their prefix, as that part's own
-/// observation.
-pub fn embedded(obs: &Observed, tag: &str) -> Observed {
-    let prefix = format!("{tag}.");
-    let mut stdout = String::new();
-    for line in obs.stdout.lines() {
-        if let Some(rest) = line.strip_prefix(&prefix) {
-            stdout.push_str(rest);
-            stdout.push('\n');
-        }
-    }
-    Observed {
-        rc: obs.rc,
-        stdout,
-        stderr: obs.stderr.clone(),
-    }
-}
-
-/// An apply of an embedded copy as one step of a longer script: in a subshell, so its
-/// variables and EXIT trap stay inside, and any failure (the final rename included, which
-/// [`fileops::write_file`] leaves as its exit status) stops the script there.
-pub fn as_step(script: &str) -> String {
-    format!("(\n{script}) || exit 1\n")
-}
-
-/// Fails with the probe's own message when it exited non-zero ("cannot tell" is an error,
-/// never a guess).
-pub fn probe_failed(obs: &Observed) -> Result<(), ModuleError> {
-    if obs.rc == 0 {
-        return Ok(());
-    }
-    let why = obs.stderr.trim();
-    Err(ModuleError::new(if why.is_empty() {
-        format!("probe failed with exit code {}", obs.rc)
-    } else {
-        why.to_string()
-    }))
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::modules::test_support::{run, temp_dir, FakeCtl};
     use serde_json::json;
-    use std::path::PathBuf;
-
-    /// A controller with one file and one template, for the modules that need one.
-    pub(crate) struct FakeCtl;
-
-    impl Controller for FakeCtl {
-        fn read_file(&self, src: &str) -> Result<Vec<u8>, ArgError> {
-            match src {
-                "motd" => Ok(b"welcome\n".to_vec()),
-                other => Err(ArgError::new(format!("file `{other}` not found in files/"))),
-            }
-        }
-        fn render_template(&self, src: &str) -> Result<String, ArgError> {
-            match src {
-                "app.conf.j2" => Ok("port = 8080\n".into()),
-                other => Err(ArgError::new(format!("template `{other}` not found"))),
-            }
-        }
-        fn find_path(&self, src: &str) -> Result<PathBuf, ArgError> {
-            Err(ArgError::new(format!("`{src}` not found")))
-        }
-    }
-
-    pub(crate) fn run(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh");
-        Observed {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
-    }
-
-    /// A fresh directory under the system temp dir, removed by the caller.
-    pub(crate) fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("bosun-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn module(v: Value) -> Copy {
         Copy::from_args(v, &FakeCtl).expect("valid args")
@@ -539,38 +439,6 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("bakup"), "{}", e.message);
-    }
-
-    #[test]
-    fn embedded_parts_keep_their_own_lines() {
-        let script = format!(
-            "{}{}echo other=1\n",
-            embed_probe("a", "echo type=absent; exit 0\necho never=1\n"),
-            embed_probe("b", "echo type=file\necho sha256=ff\n")
-        );
-        let obs = run(&script);
-        assert_eq!(obs.rc, 0, "{}", obs.stderr);
-        assert_eq!(embedded(&obs, "a").stdout, "type=absent\n");
-        assert_eq!(embedded(&obs, "b").stdout, "type=file\nsha256=ff\n");
-        assert_eq!(obs.kv().get("other"), Some(&"1"));
-        let failing = run(&embed_probe("a", "echo 'cannot read' >&2; exit 3\n"));
-        assert_eq!((failing.rc, failing.stderr.as_str()), (3, "cannot read\n"));
-    }
-
-    #[test]
-    fn a_failed_step_stops_the_script() {
-        let write = fileops::write_file(
-            "/nonexistent/bosun/x",
-            b"x",
-            &Attrs::default(),
-            None,
-            &Writer::root_for("/nonexistent/bosun/x"),
-        );
-        let r = run(&format!("{}echo after\n", as_step(&write)));
-        assert_eq!(r.rc, 1);
-        assert!(!r.stdout.contains("after"), "{}", r.stdout);
-        let r = run(&format!("{}echo after\n", as_step("true\n")));
-        assert_eq!((r.rc, r.stdout.as_str()), (0, "after\n"));
     }
 
     /// The whole cycle against a real directory: probe, plan, apply, probe again.

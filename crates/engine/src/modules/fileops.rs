@@ -482,19 +482,7 @@ fn printable(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh");
-        Observed {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
-    }
+    use crate::modules::test_support::run;
 
     #[test]
     fn probe_paths_matches_probe_path_one_by_one() {

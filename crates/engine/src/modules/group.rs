@@ -8,6 +8,7 @@
 //! `/etc/gshadow` under their lock. `system` only matters when the group is created (it picks
 //! the gid from the system range); an existing group is never re-created to honour it.
 
+use super::support::probe_failed;
 use super::{parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use bosun_model::shell::quote;
 use serde::Deserialize;
@@ -76,9 +77,7 @@ struct Seen {
 
 /// Reads the probe output: `None` when the group does not exist.
 fn parse_seen(obs: &Observed) -> Result<Option<Seen>, ModuleError> {
-    if obs.rc != 0 {
-        return Err(probe_failed(obs));
-    }
+    probe_failed(obs)?;
     let kv = obs.kv();
     match kv.get("exists").copied() {
         Some("no") => Ok(None),
@@ -197,36 +196,14 @@ pub(crate) fn check_account_name(module: &str, name: &str) -> Result<(), ArgErro
     Ok(())
 }
 
-/// The probe's own error message, or its exit code when it printed none.
-pub(crate) fn probe_failed(obs: &Observed) -> ModuleError {
-    let why = obs.stderr.trim();
-    ModuleError::new(if why.is_empty() {
-        format!("probe failed with exit code {}", obs.rc)
-    } else {
-        why.to_string()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modules::test_support::run;
     use serde_json::json;
 
     fn module(v: Value) -> Group {
         Group::from_args(v).expect("valid args")
-    }
-
-    fn run(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh");
-        Observed {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
     }
 
     #[test]

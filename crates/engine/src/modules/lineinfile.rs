@@ -848,6 +848,7 @@ impl Module for Ini {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modules::test_support::{run, temp_dir};
     use base64::Engine;
     use serde_json::json;
 
@@ -870,26 +871,6 @@ mod tests {
 
     fn new_content(edit: Edit) -> String {
         edit.content.expect("a change")
-    }
-
-    fn run(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh");
-        Observed {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
-    }
-
-    fn temp_dir(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("bosun-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 
     // --- lineinfile: pure edits ---

@@ -20,9 +20,12 @@ pub mod lineinfile;
 pub mod npm;
 pub mod pip;
 pub mod postgresql;
+pub mod support;
 pub mod sysctl;
 pub mod systemd;
 pub mod template;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod upload;
 pub mod user;
 pub mod wait_for;
@@ -237,6 +240,15 @@ pub trait Module: Send + Sync + Sized + 'static {
         None
     }
 
+    /// The controller templates a task of this module renders while it is built, named as
+    /// its arguments (not yet templated) name them; `None` when that cannot be told from
+    /// the arguments. The engine reads the variables those files use, so a task waits for
+    /// the facts or a registered result its template reads, and only then. Most modules
+    /// render none.
+    fn rendered_templates(_args: &Value) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     /// Values the module makes from its arguments that are as good as a secret (a
     /// password's SCRAM verifier). The engine adds them to the run's secrets when it
     /// builds the module, so they are redacted wherever they would show (`-vv` scripts,
@@ -333,27 +345,97 @@ pub enum PackageState {
     Latest,
 }
 
-/// Every module name a task may use, for "unknown module" errors with suggestions.
-pub const NAMES: &[&str] = &[
-    "apt",
-    "command",
-    "copy",
-    "file",
-    "group",
-    "ini",
-    "lineinfile",
-    "npm",
-    "pg_database",
-    "pg_role",
-    "pip",
-    "shell",
-    "sysctl",
-    "systemd",
-    "template",
-    "upload",
-    "user",
-    "wait_for",
+/// Builds one module of a known type from its (already templated) arguments.
+trait Build: Sync {
+    fn build(
+        &self,
+        name: &'static str,
+        args: Value,
+        ctl: &dyn Controller,
+    ) -> Result<Box<dyn DynModule>, ArgError>;
+
+    /// [`Module::rendered_templates`] of the module type.
+    fn rendered_templates(&self, args: &Value) -> Option<Vec<String>>;
+}
+
+/// A module type's constructor, wrapped so that modules of different types sit in one list.
+struct Make<M>(fn(Value, &dyn Controller) -> Result<M, ArgError>);
+
+impl<M: Module> Build for Make<M> {
+    fn build(
+        &self,
+        name: &'static str,
+        args: Value,
+        ctl: &dyn Controller,
+    ) -> Result<Box<dyn DynModule>, ArgError> {
+        Ok(Box::new(Named {
+            name,
+            module: (self.0)(args, ctl)?,
+        }))
+    }
+
+    fn rendered_templates(&self, args: &Value) -> Option<Vec<String>> {
+        M::rendered_templates(args)
+    }
+}
+
+/// Every module a task may use: its name, written only here, and how to build it.
+///
+/// [`NAMES`] and [`build`] are read from this list, so a module is added by one line (and
+/// its file); a test keeps the list sorted and free of duplicates.
+const REGISTRY: &[(&str, &dyn Build)] = &[
+    ("apt", &Make(|args, _| apt::Apt::from_args(args))),
+    (
+        "command",
+        &Make(|args, _| command::Command::from_args(args, false)),
+    ),
+    ("copy", &Make(copy::Copy::from_args)),
+    ("file", &Make(|args, _| file::File::from_args(args))),
+    ("group", &Make(|args, _| group::Group::from_args(args))),
+    ("ini", &Make(|args, _| lineinfile::Ini::from_args(args))),
+    (
+        "lineinfile",
+        &Make(|args, _| lineinfile::LineInFile::from_args(args)),
+    ),
+    ("npm", &Make(|args, _| npm::Npm::from_args(args))),
+    (
+        "pg_database",
+        &Make(|args, _| postgresql::PgDatabase::from_args(args)),
+    ),
+    (
+        "pg_role",
+        &Make(|args, _| postgresql::PgRole::from_args(args)),
+    ),
+    ("pip", &Make(|args, _| pip::Pip::from_args(args))),
+    (
+        "shell",
+        &Make(|args, _| command::Command::from_args(args, true)),
+    ),
+    ("sysctl", &Make(|args, _| sysctl::Sysctl::from_args(args))),
+    (
+        "systemd",
+        &Make(|args, _| systemd::Systemd::from_args(args)),
+    ),
+    ("template", &Make(template::Template::from_args)),
+    ("upload", &Make(upload::Upload::from_args)),
+    ("user", &Make(|args, _| user::User::from_args(args))),
+    (
+        "wait_for",
+        &Make(|args, _| wait_for::WaitFor::from_args(args)),
+    ),
 ];
+
+/// Every module name a task may use, for "unknown module" errors with suggestions and for
+/// the site loader's checks.
+pub const NAMES: &[&str] = &{
+    let mut names = [""; REGISTRY.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = REGISTRY[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// Builds a module from its (already templated) arguments.
 pub fn build(
@@ -361,30 +443,20 @@ pub fn build(
     args: Value,
     ctl: &dyn Controller,
 ) -> Result<Box<dyn DynModule>, ArgError> {
-    fn boxed<M: Module>(name: &'static str, module: M) -> Box<dyn DynModule> {
-        Box::new(Named { name, module })
+    match REGISTRY.iter().find(|(n, _)| *n == name) {
+        Some((name, make)) => make.build(name, args, ctl),
+        None => Err(unknown_module(name)),
     }
-    Ok(match name {
-        "command" => boxed("command", command::Command::from_args(args, false)?),
-        "shell" => boxed("shell", command::Command::from_args(args, true)?),
-        "file" => boxed("file", file::File::from_args(args)?),
-        "apt" => boxed("apt", apt::Apt::from_args(args)?),
-        "group" => boxed("group", group::Group::from_args(args)?),
-        "lineinfile" => boxed("lineinfile", lineinfile::LineInFile::from_args(args)?),
-        "ini" => boxed("ini", lineinfile::Ini::from_args(args)?),
-        "npm" => boxed("npm", npm::Npm::from_args(args)?),
-        "pip" => boxed("pip", pip::Pip::from_args(args)?),
-        "pg_role" => boxed("pg_role", postgresql::PgRole::from_args(args)?),
-        "pg_database" => boxed("pg_database", postgresql::PgDatabase::from_args(args)?),
-        "user" => boxed("user", user::User::from_args(args)?),
-        "upload" => boxed("upload", upload::Upload::from_args(args, ctl)?),
-        "wait_for" => boxed("wait_for", wait_for::WaitFor::from_args(args)?),
-        "copy" => boxed("copy", copy::Copy::from_args(args, ctl)?),
-        "sysctl" => boxed("sysctl", sysctl::Sysctl::from_args(args)?),
-        "systemd" => boxed("systemd", systemd::Systemd::from_args(args)?),
-        "template" => boxed("template", template::Template::from_args(args, ctl)?),
-        other => return Err(unknown_module(other)),
-    })
+}
+
+/// The controller templates a task of module `name` with (untemplated) `args` renders
+/// when it is built (see [`Module::rendered_templates`]); none for an unknown module, whose
+/// task fails when it is built.
+pub fn rendered_templates(name: &str, args: &Value) -> Option<Vec<String>> {
+    match REGISTRY.iter().find(|(n, _)| *n == name) {
+        Some((_, make)) => make.rendered_templates(args),
+        None => Some(Vec::new()),
+    }
 }
 
 fn unknown_module(name: &str) -> ArgError {
@@ -453,6 +525,31 @@ pub fn de_one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Stri
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_registry_is_sorted_and_names_each_module_once() {
+        assert!(
+            NAMES.windows(2).all(|w| w[0] < w[1]),
+            "keep REGISTRY in alphabetical order, each name once: {NAMES:?}"
+        );
+        assert_eq!(NAMES.len(), REGISTRY.len());
+    }
+
+    #[test]
+    fn every_registered_name_builds_its_own_module() {
+        for name in NAMES {
+            // Empty arguments are wrong for most modules, but the error must come from the
+            // module named, never from "unknown module".
+            match build(name, json!({}), &test_support::FakeCtl) {
+                Ok(m) => assert_eq!(m.name(), *name),
+                Err(e) => assert!(!e.message.contains("unknown module"), "{name}: {e}"),
+            }
+        }
+        let e = build("templat", json!({}), &test_support::FakeCtl).err();
+        assert!(e
+            .and_then(|e| e.hint)
+            .is_some_and(|h| h.contains("`template`")));
+    }
 
     #[test]
     fn kv_reads_key_value_lines() {

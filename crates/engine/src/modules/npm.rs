@@ -27,7 +27,7 @@
 //! so); pin versions for quiet converges.
 
 use super::command::split_words;
-use super::group::probe_failed;
+use super::support::probe_failed;
 use super::{
     de_one_or_many, parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -415,9 +415,7 @@ fn parse_ls(json: &str, stderr: &str) -> Result<BTreeMap<String, Dep>, ModuleErr
 }
 
 fn parse_seen(obs: &Observed, global: bool) -> Result<Seen, ModuleError> {
-    if obs.rc != 0 {
-        return Err(probe_failed(obs));
-    }
+    probe_failed(obs)?;
     let kv = obs.kv();
     let dir = global || kv.get("dir") == Some(&"present");
     if !global && !matches!(kv.get("dir").copied(), Some("present") | Some("absent")) {
@@ -901,6 +899,7 @@ fn desugar(t: &str) -> Option<Vec<(Cmp, Semver)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modules::test_support::run;
     use serde_json::json;
 
     fn module(v: Value) -> Npm {
@@ -918,19 +917,6 @@ mod tests {
             ""
         };
         Observed::stdout(&format!("{dir}ls_rc={rc}\nls_b64={}\n", b64(json)))
-    }
-
-    fn run(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh");
-        Observed {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
     }
 
     const GLOBAL: &str = r#"{"name": "lib", "dependencies": {

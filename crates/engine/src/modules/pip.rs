@@ -27,7 +27,7 @@
 //! so it always runs `pip install -U` and the plan says so; pin versions for quiet converges.
 
 use super::command::split_words;
-use super::group::probe_failed;
+use super::support::probe_failed;
 use super::{
     de_one_or_many, parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -309,9 +309,7 @@ struct Seen {
 }
 
 fn parse_seen(obs: &Observed) -> Result<Seen, ModuleError> {
-    if obs.rc != 0 {
-        return Err(probe_failed(obs));
-    }
+    probe_failed(obs)?;
     let kv = obs.kv();
     let venv = match kv.get("venv").copied() {
         Some("present") => true,
@@ -784,23 +782,11 @@ fn spec_matches(spec: &Spec, installed: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modules::test_support::run;
     use serde_json::json;
 
     fn module(v: Value) -> Pip {
         Pip::from_args(v).expect("valid args")
-    }
-
-    fn run(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh");
-        Observed {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
     }
 
     fn req(s: &str) -> Requirement {

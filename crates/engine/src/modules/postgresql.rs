@@ -105,7 +105,9 @@ fn on_replica(kv: &std::collections::BTreeMap<&str, &str>) -> bool {
     kv.get("recovery") == Some(&"t")
 }
 
-fn probe_failed(obs: &Observed) -> Option<ModuleError> {
+/// The probe's failure as PostgreSQL's own last word: a psql error ends with the line that
+/// matters, after connection chatter, so this is not [`super::support::probe_failed`].
+fn query_failed(obs: &Observed) -> Option<ModuleError> {
     (obs.rc != 0).then(|| {
         ModuleError::new(format!(
             "cannot query PostgreSQL: {}",
@@ -212,7 +214,7 @@ impl Module for PgRole {
     }
 
     fn plan(&self, obs: &Observed) -> Result<Plan<RoleAction>, ModuleError> {
-        if let Some(e) = probe_failed(obs) {
+        if let Some(e) = query_failed(obs) {
             return Err(e);
         }
         let kv = obs.kv();
@@ -441,7 +443,7 @@ impl Module for PgDatabase {
     }
 
     fn plan(&self, obs: &Observed) -> Result<Plan<DbAction>, ModuleError> {
-        if let Some(e) = probe_failed(obs) {
+        if let Some(e) = query_failed(obs) {
             return Err(e);
         }
         let kv = obs.kv();

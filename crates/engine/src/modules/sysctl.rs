@@ -17,8 +17,8 @@
 //! and names that file. (Only for files in /etc/sysctl.d; glob keys like `net.*.x` are not
 //! considered.)
 
-use super::copy::{as_step, embed_probe, embedded, probe_failed};
 use super::fileops::{self, Attrs, Kind};
+use super::support::{as_step, embed_probe, embedded, probe_failed};
 use super::writer::Writer;
 use super::{parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use bosun_model::shell::quote;
@@ -413,7 +413,7 @@ fn parse_line(line: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::copy::tests::{run, temp_dir};
+    use crate::modules::test_support::{run, temp_dir};
     use serde_json::json;
 
     fn module(v: Value) -> Sysctl {

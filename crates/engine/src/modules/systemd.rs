@@ -26,8 +26,9 @@
 //!   service that dies at once is "started" as far as `systemctl start` knows); when it is not,
 //!   the task fails with the unit's last 20 journal lines.
 
-use super::copy::{self, as_step, embed_probe, embedded, probe_failed, Copy};
+use super::copy::{self, Copy};
 use super::fileops::Attrs;
+use super::support::{as_step, embed_probe, embedded, in_module, probe_failed};
 use super::{parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use bosun_model::shell::quote;
 use serde::Deserialize;
@@ -145,7 +146,7 @@ impl Systemd {
                     None,
                     false,
                 )
-                .map_err(|e| copy::in_module("systemd", e))?;
+                .map_err(|e| in_module("systemd", e))?;
                 Some(copy)
             }
         };
@@ -480,8 +481,8 @@ impl Module for Systemd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::copy::tests::{run, temp_dir};
     use crate::modules::fileops::sha256_hex;
+    use crate::modules::test_support::{run, temp_dir};
     use serde_json::json;
 
     fn module(v: Value) -> Systemd {

@@ -7,6 +7,7 @@
 
 use super::copy::{self, Copy};
 use super::fileops::Attrs;
+use super::support::in_module;
 use super::{
     de_mode, parse_args, ArgError, Controller, Effects, Module, ModuleError, Observed, Plan,
 };
@@ -43,7 +44,7 @@ impl Template {
             group: a.group,
         };
         let copy = Copy::from_content(a.dest, text.into_bytes(), attrs, a.validate, a.backup)
-            .map_err(|e| copy::in_module("template", e))?;
+            .map_err(|e| in_module("template", e))?;
         Ok(Template { copy })
     }
 }
@@ -70,12 +71,18 @@ impl Module for Template {
     fn path_probe(&self) -> Option<(&str, Option<&str>)> {
         self.copy.path_probe()
     }
+
+    /// `src`, the one template it renders; unknown without one (the task fails when built).
+    fn rendered_templates(args: &Value) -> Option<Vec<String>> {
+        let src = args.get("src")?.as_str()?;
+        Some(vec![src.to_string()])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::copy::tests::FakeCtl;
+    use crate::modules::test_support::FakeCtl;
     use serde_json::json;
 
     #[test]
@@ -98,6 +105,20 @@ mod tests {
             .unwrap()
             .contains(&crate::modules::fileops::sha256_hex(b"port = 8080\n")));
         assert_eq!(m.effects(), Effects::Paths(vec!["/etc/app.conf".into()]));
+    }
+
+    #[test]
+    fn renders_its_src() {
+        let names = |args| crate::modules::rendered_templates("template", &args);
+        assert_eq!(
+            names(json!({"src": "app.conf.j2", "dest": "/x"})),
+            Some(vec!["app.conf.j2".to_string()])
+        );
+        assert_eq!(names(json!({"dest": "/x"})), None);
+        assert_eq!(
+            crate::modules::rendered_templates("copy", &json!({"src": "app.conf.j2"})),
+            Some(Vec::new())
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!   move or create any directory — creating a missing home later would turn Debian's
 //!   `/nonexistent` convention for service accounts into a real directory.
 
-use super::group::{check_account_name, probe_failed, State};
+use super::group::{check_account_name, State};
+use super::support::probe_failed;
 use super::{parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use bosun_model::shell::quote;
 use serde::Deserialize;
@@ -313,9 +314,7 @@ impl User {
 }
 
 fn parse_seen(obs: &Observed) -> Result<Option<Seen>, ModuleError> {
-    if obs.rc != 0 {
-        return Err(probe_failed(obs));
-    }
+    probe_failed(obs)?;
     let kv = obs.kv();
     match kv.get("exists").copied() {
         Some("no") => return Ok(None),

@@ -22,7 +22,7 @@
 //! self-signed certificate is still readiness; redirects are not followed, the status of the
 //! URL itself is compared).
 
-use super::group::probe_failed;
+use super::support::probe_failed;
 use super::{parse_args, ArgError, Change, Effects, Module, ModuleError, Observed, Plan};
 use bosun_model::shell::quote;
 use serde::Deserialize;
@@ -271,9 +271,7 @@ impl Module for WaitFor {
     }
 
     fn plan(&self, observed: &Observed) -> Result<Plan<Wait>, ModuleError> {
-        if observed.rc != 0 {
-            return Err(probe_failed(observed));
-        }
+        probe_failed(observed)?;
         let kv = observed.kv();
         let now = kv.get("now").copied().unwrap_or_default();
         let target = self.target();
@@ -352,6 +350,7 @@ impl Module for WaitFor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modules::test_support::run;
     use serde_json::json;
     use std::io::{Read, Write};
     use std::net::TcpListener;
@@ -359,19 +358,6 @@ mod tests {
 
     fn module(v: Value) -> WaitFor {
         WaitFor::from_args(v).expect("valid args")
-    }
-
-    fn run(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh");
-        Observed {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
     }
 
     /// A loopback port nothing listens on (bound, read, released).

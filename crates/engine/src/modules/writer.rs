@@ -573,9 +573,9 @@ mod tests {
     /// The generated shell, run for real as root against a directory owned by `nobody`,
     /// with the links such a user could plant. Skipped when not running as root.
     mod as_root {
-        use crate::modules::copy::tests::{run, FakeCtl};
         use crate::modules::copy::{self, Copy};
         use crate::modules::file::{self, File};
+        use crate::modules::test_support::{run, FakeCtl};
         use crate::modules::upload::{Deploy, Upload};
         use crate::modules::writer::Writer;
         use crate::modules::{ArgError, Controller, Module, ModuleError, Observed, Plan};
