@@ -229,3 +229,16 @@ async fn extra_vars_override_role_defaults() {
     let out = p.run(o).await;
     assert_eq!(p.read("h1", "v"), "blue\n", "{}", out.dump());
 }
+
+#[tokio::test]
+async fn register_of_a_loop_keeps_item_order_when_some_are_skipped() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: each\n  shell: \"echo {{ item }}\"\n  loop: [a, b, c]\n  when: item != 'b'\n  register: r\n  changed_when: false\n\
+             - name: order\n  copy: {dest: \"{{ root }}/order\", content: \"{% for x in r.results %}{{ 'skip' if x.skipped else x.stdout | trim }} {% endfor %}\\n\"}\n",
+        )],
+    );
+    let o = p.converge().await;
+    assert_eq!(p.read("h1", "order"), "a skip c \n", "{}", o.dump());
+}
