@@ -191,6 +191,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
 
     /// Runs a batch with its deadlines and the run's interrupt; remembers how it ended.
     async fn run_batch(&mut self, b: &Batch) -> Result<Vec<StepEnd>, HostEnd> {
+        // Interrupted (say while the probes ran): start nothing new, not even this
+        // round's applies.
+        if self.ctx.opts.interrupt.level() > 0 {
+            return Err(HostEnd::Interrupted);
+        }
         let mut watch = b.watch();
         let out = self
             .conn

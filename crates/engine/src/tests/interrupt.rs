@@ -122,3 +122,23 @@ async fn the_interrupt_reaches_every_script() {
         assert_eq!(e.interrupt_level, Some(0), "{}", e.n);
     }
 }
+
+#[tokio::test]
+async fn an_interrupt_in_one_serial_batch_starts_no_other() {
+    let p = Project::new(
+        &["h1", "h2"],
+        &[
+            tasks(QUICK_THEN_MORE),
+            (
+                "roles/site.yml",
+                "- name: one\n  hosts: web\n  serial: 1\n  roles: [main]\n",
+            ),
+        ],
+    );
+    p.host("h1").fault(On::Exec(1), Fault::Interrupt(1));
+    let o = p.converge().await;
+    assert_eq!(p.host("h1").exec_count(), 1, "{}", o.dump());
+    assert_eq!(p.host("h2").opens(), 0);
+    assert!(o.recap("h1").interrupted);
+    assert!(!p.exists("h1", "quick"));
+}
