@@ -538,3 +538,169 @@ impl Connector for Arc<FakeNet> {
         self.as_ref().open(host)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::NoDeadline;
+
+    /// A watch whose deadline is `after` from its creation.
+    struct After(Instant, bool);
+
+    impl Watch for After {
+        fn deadline(&mut self, _: &[u8], _: Instant) -> Option<Instant> {
+            Some(self.0)
+        }
+        fn expire(&mut self, _: Instant) {
+            self.1 = true;
+        }
+        fn cleanup(&self) -> Option<String> {
+            Some("touch cleaned\n".into())
+        }
+    }
+
+    fn conn(net: &FakeNet, name: &str) -> FakeConn {
+        FakeConn {
+            host: net.host(name),
+            execs: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    #[tokio::test]
+    async fn scripts_run_in_the_host_directory_and_are_recorded() {
+        let net = FakeNet::new("self");
+        let c = conn(&net, "a");
+        let out = c
+            .run("echo out; echo err >&2; pwd; exit 3")
+            .await
+            .expect("runs");
+        assert_eq!(out.rc, 3);
+        let dir = net.host("a").dir.display().to_string();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("out\n{dir}\n")
+        );
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(c.exec_count(), 1);
+        let e = net.host("a").execs();
+        assert_eq!(e[0].script, "echo out; echo err >&2; pwd; exit 3");
+        assert_eq!(e[0].output.as_ref().map(|o| o.rc), Some(3));
+    }
+
+    #[tokio::test]
+    async fn state_and_scratch_directories_move_below_the_host() {
+        let net = FakeNet::new("self");
+        let c = conn(&net, "a");
+        let out = c
+            .run(&format!("{STATE_DIR_SH}echo \"$__bs\"; echo /tmp/.bosun.x"))
+            .await
+            .expect("runs");
+        let h = net.host("a");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "{}\n{}/.bosun.x\n",
+                h.state_dir().display(),
+                h.dir.join(".fake/scratch").display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_kills_the_whole_process_group_and_cleans_up() {
+        let net = FakeNet::new("self");
+        let c = conn(&net, "a");
+        let mut w = After(Instant::now() + Duration::from_millis(300), false);
+        let out = c
+            .run_watched(
+                "sleep 30 & echo $! > child; echo started; wait",
+                &mut w,
+                None,
+            )
+            .await
+            .expect("runs");
+        assert_eq!(out.killed, Some(Killed::Deadline));
+        assert!(w.1, "the watch was told what expired");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
+        let h = net.host("a");
+        let child: i32 = std::fs::read_to_string(h.path("child"))
+            .expect("child pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        // Gone, or a zombie nobody reaped yet (PID 1 of a container may not).
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let alive = stat
+            .rsplit(") ")
+            .next()
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('Z'));
+        assert!(!alive, "the background child died with the group");
+        assert!(h.path("cleaned").exists(), "the watch's cleanup ran");
+        assert_eq!(h.cleanups().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn faults_fire_once_on_the_script_they_name() {
+        let net = FakeNet::new("self");
+        let h = net.host("a");
+        h.fault(On::Contains("second".into()), Fault::Break("gone".into()));
+        h.fault(
+            On::Exec(1),
+            Fault::Answer {
+                rc: 7,
+                stdout: "canned".into(),
+                stderr: String::new(),
+            },
+        );
+        let c = conn(&net, "a");
+        let first = c.run("echo first").await.expect("answered");
+        assert_eq!((first.rc, first.stdout), (7, b"canned".to_vec()));
+        let second = c.run("echo second").await;
+        assert_eq!(second.err().map(|e| e.0), Some("a: gone".into()));
+        let again = c.run("echo second").await.expect("the fault fired once");
+        assert_eq!(again.stdout, b"second\n");
+        assert_eq!(h.exec_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_fails_to_open_and_a_closed_connection_refuses_scripts() {
+        let net = FakeNet::new("self");
+        let inv = bosun_model::inventory::Inventory::parse(
+            std::path::Path::new("inv.yml"),
+            "hosts: {a: {}, b: {}}\n",
+        )
+        .expect("inventory");
+        net.host("b").unreachable("no route to host");
+        let err = net.open(&inv.hosts["b"]).await.err().map(|e| e.0);
+        assert_eq!(err.as_deref(), Some("no route to host"));
+        let c = net.open(&inv.hosts["a"]).await.expect("opens");
+        c.close().await;
+        assert!(c.run_watched("true", &mut NoDeadline, None).await.is_err());
+        assert_eq!(net.host("a").closes(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_abort_kills_at_once_and_a_first_interrupt_after_the_grace() {
+        let net = FakeNet::new("self");
+        let h = net.host("a");
+        h.set_grace(Duration::from_millis(200));
+        let c = conn(&net, "a");
+        let i = Interrupt::new();
+        i.raise();
+        let t0 = Instant::now();
+        let out = c
+            .run_watched("echo a; sleep 30", &mut NoDeadline, Some(&i))
+            .await
+            .expect("runs");
+        assert_eq!(out.killed, Some(Killed::Interrupted));
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        i.raise();
+        let out = c
+            .run_watched("sleep 30", &mut NoDeadline, Some(&i))
+            .await
+            .expect("runs");
+        assert_eq!(out.killed, Some(Killed::Interrupted));
+        assert_eq!(h.execs()[1].interrupt_level, Some(2));
+    }
+}

@@ -251,3 +251,86 @@ async fn a_wait_that_has_to_wait_is_ok_not_changed() {
     assert_eq!(o.recap("h1").changed, 0);
     assert!(p.exists("h1", "ready"));
 }
+
+#[tokio::test]
+async fn a_new_directory_and_a_file_in_it_share_one_apply() {
+    // A freshly created empty directory makes only its own (and its parents') probes
+    // stale: the file inside it was probed as missing, which is still true.
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: dir\n  file: {path: \"{{ root }}/app\", state: directory, mode: \"0750\"}\n\
+             - name: conf\n  copy: {dest: \"{{ root }}/app/conf\", content: \"c\\n\", mode: \"0600\"}\n",
+        )],
+    );
+    let o = p.converge().await;
+    assert_eq!(o.execs("h1"), vec![2], "{}", o.dump());
+    assert_eq!(p.read("h1", "app/conf"), "c\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |rel: &str| {
+        std::fs::metadata(p.root("h1").join(rel))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    };
+    assert_eq!(mode("app"), 0o750);
+    assert_eq!(mode("app/conf"), 0o600);
+    assert!(o.task("h1", "conf").diff.is_none(), "no diff unless asked");
+}
+
+#[tokio::test]
+async fn an_unguarded_command_changes_on_every_converge() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: file\n  copy: {dest: \"{{ root }}/f\", content: \"f\\n\"}\n\
+             - name: always\n  shell: \"echo run >> {{ root }}/runs\"\n",
+        )],
+    );
+    p.converge().await;
+    let o = p.converge().await;
+    assert_eq!(
+        o.changed_tasks(),
+        vec![("h1".to_string(), "always".to_string())],
+        "{}",
+        o.dump()
+    );
+    assert_eq!(p.read("h1", "runs"), "run\nrun\n");
+    // The copy is a no-op; the command needs its apply script.
+    assert_eq!(o.execs("h1"), vec![2]);
+}
+
+#[tokio::test]
+async fn check_mode_plans_handlers_without_running_or_recording_them() {
+    let p = Project::new(
+        &["h1"],
+        &[
+            tasks("- name: t\n  copy: {dest: \"{{ root }}/t\", content: \"t\\n\"}\n  notify: reload\n"),
+            handlers("- name: reload\n  shell: \"echo reloaded >> {{ root }}/reloads\"\n"),
+        ],
+    );
+    let o = p
+        .run(crate::RunOptions {
+            check: true,
+            ..opts()
+        })
+        .await;
+    assert!(o.reported("h1", "reload"), "{}", o.dump());
+    assert!(!p.exists("h1", "reloads") && !p.exists("h1", "t"));
+    assert!(!p.host("h1").state_dir().join("notify/main").exists());
+    assert_eq!(o.execs("h1"), vec![1]);
+}
+
+#[tokio::test]
+async fn when_reads_facts() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: has cpus\n  file: {path: \"{{ root }}/yes\", state: directory}\n  when: facts.cpus > 0\n\
+             - name: no cpus\n  file: {path: \"{{ root }}/no\", state: directory}\n  when: facts.cpus == 0\n",
+        )],
+    );
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "has cpus"), Status::Changed, "{}", o.dump());
+    assert_eq!(o.status("h1", "no cpus"), Status::Skipped);
+    assert!(p.exists("h1", "yes") && !p.exists("h1", "no"));
+}

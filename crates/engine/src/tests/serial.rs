@@ -136,3 +136,23 @@ async fn serial_percentages_make_batches_of_that_share() {
         .count();
     assert_eq!(started, 2);
 }
+
+#[tokio::test]
+async fn an_unreachable_host_counts_against_max_fail_percentage() {
+    let p = Project::new(
+        &["h1", "h2"],
+        &[
+            tasks("- name: mark\n  file: {path: \"{{ root }}/rolled\", state: directory}\n"),
+            LATER,
+            (
+                "roles/site.yml",
+                &site("  serial: 1\n  max_fail_percentage: 0\n"),
+            ),
+        ],
+    );
+    p.host("h1").unreachable("connection timed out");
+    let o = p.converge().await;
+    assert!(o.recap("h1").unreachable, "{}", o.dump());
+    assert_eq!(p.host("h2").opens(), 0);
+    assert!(o.play_end("rolling").is_some_and(|(aborted, _)| aborted));
+}
