@@ -6,7 +6,8 @@
 //! modules' real probe and apply shell runs. Two things are moved into that directory by
 //! rewriting the script text before it runs (what was *sent* is recorded unchanged): the
 //! state directory (`$__bs`, [`STATE_DIR_SH`]; `/var/lib/bosun` for root otherwise) and the
-//! batches' scratch directories (`/tmp/.bosun.*`).
+//! batches' scratch directories (`/tmp/.bosun.*`); a script that would still reach either
+//! real directory is refused, since the tests run as root in CI.
 //!
 //! Every script is recorded ([`FakeHost::execs`]), so tests count round trips and assert
 //! what was sent. A host can be told to misbehave ([`FakeHost::fault`]): to be unreachable
@@ -18,9 +19,11 @@
 //! group (`__pg` is set for [`crate::batch::Batch`]), stdout is fed to the [`Watch`] as it
 //! arrives, and when a deadline passes (or the interrupt reaches level 2, or level 1 plus
 //! the grace period) the group gets TERM, then KILL, the watch's cleanup runs, and the
-//! output comes back with [`Output::killed`] set. Left out: sudo (no `become`), the
-//! prologue's `/proc` lookup of the process group (the fake starts the group itself), and
-//! the 3 s TERM→KILL wait is 1 s here.
+//! output comes back with [`Output::killed`] set. The grace period after a first
+//! interrupt is settable per host ([`FakeHost::set_grace`]). Left out: sudo (no `become`),
+//! the prologue's `@@bosun-pg:` line and `/proc` lookup (the fake starts the process group
+//! itself and knows its id), the channel limit per connection, connect timeouts and host
+//! keys; the TERM→KILL wait is 1 s instead of 3 s.
 
 use crate::batch::STATE_DIR_SH;
 use crate::interrupt::Interrupt;

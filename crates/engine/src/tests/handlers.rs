@@ -3,6 +3,7 @@
 
 use super::harness::*;
 use crate::event::{Event, Status};
+use crate::fake::{Fault, On};
 
 const NOTIFY: &str = "\
 - name: one
@@ -38,6 +39,38 @@ async fn a_handler_notified_twice_runs_once_after_the_last_task() {
     );
     assert_eq!(o.status("h1", "reload"), Status::Changed);
     // The notification was recorded on the host, then cleared once the handler ran.
+    assert!(!p.host("h1").state_dir().join("notify/main").exists());
+    // Probe, apply, the handler's apply (it has nothing to probe), the clearing.
+    assert_eq!(o.execs("h1"), vec![4]);
+    let execs = p.host("h1").execs();
+    assert!(
+        execs[1].script.contains("notify/"),
+        "recorded with the change"
+    );
+    assert!(execs[3].script.contains("rm -f --"));
+}
+
+#[tokio::test]
+async fn a_connection_lost_while_clearing_leaves_the_handler_pending() {
+    // Handlers run at least once: if the notification cannot be cleared after they ran,
+    // the next run runs them again.
+    let p = Project::new(&["h1"], &[tasks(NOTIFY), handlers(RELOAD)]);
+    p.host("h1").fault(
+        On::Contains("rm -f -- \"$__bs/notify/\"".into()),
+        Fault::Break("connection reset".into()),
+    );
+    let o = p.converge().await;
+    assert_eq!(o.unreachable("h1").as_deref(), Some("h1: connection reset"));
+    assert_eq!(p.read("h1", "reloads"), "reloaded\n", "{}", o.dump());
+    assert!(p.host("h1").state_dir().join("notify/main").exists());
+    let o = p.converge().await;
+    assert!(o
+        .find(|e| match e {
+            Event::HandlersPending { host, .. } => Some(host == "h1"),
+            _ => None,
+        })
+        .unwrap_or(false));
+    assert_eq!(p.read("h1", "reloads"), "reloaded\nreloaded\n");
     assert!(!p.host("h1").state_dir().join("notify/main").exists());
 }
 
