@@ -416,10 +416,14 @@ mod tests {
     #[test]
     fn done_lines_inside_other_output_are_taken_out() {
         let mut b = Batch::new(false);
-        b.push_background("true", LONG);
-        // The foreground step prints half a line, waits for the background step's "done"
-        // line to land after it, then finishes the line.
-        b.push("printf 'half'; sleep 0.3; echo ' line'");
+        // The background step ends once the foreground step has printed half a line; the
+        // foreground step finishes the line once the background step's status is written
+        // (its "done" line follows at once). Waiting on files, not on timing alone, keeps
+        // the order under load.
+        b.push_background("while [ ! -e \"$__bd/half\" ]; do sleep 0.01; done", LONG);
+        b.push(
+            "printf 'half'; : > \"$__bd/half\"; while [ ! -s \"$__bd/r0\" ]; do sleep 0.01; done; sleep 0.2; echo ' line'",
+        );
         let out = run_out(&b);
         let raw = String::from_utf8_lossy(&out.stdout);
         assert!(raw.contains(&format!("half@@{}:d:0\n", b.nonce)), "{raw}");
