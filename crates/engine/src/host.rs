@@ -67,6 +67,8 @@ fn rendered_names(e: &Entry, project: &Project, templates: &Templates) -> Option
 struct Queued {
     entry: usize,
     unit: Unit,
+    /// The unit's place among its task's loop items (registered results keep item order).
+    slot: usize,
 }
 
 /// How the host came out of the play.
@@ -160,6 +162,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
 
     /// Runs a batch with its deadlines and the run's interrupt; remembers how it ended.
     async fn run_batch(&mut self, b: &Batch) -> Result<Vec<StepEnd>, HostEnd> {
+        // Interrupted (say while the probes ran): start nothing new, not even this
+        // round's applies.
+        if self.ctx.opts.interrupt.level() > 0 {
+            return Err(HostEnd::Interrupted);
+        }
         let mut watch = b.watch();
         let out = self
             .conn
@@ -297,7 +304,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let mut queue: VecDeque<Queued> = VecDeque::new();
         let mut pending_regs: BTreeMap<String, usize> = BTreeMap::new();
         let mut remaining: HashMap<usize, usize> = HashMap::new();
-        let mut results: HashMap<usize, Vec<UnitResult>> = HashMap::new();
+        // Per task: its units' results with their item slots, in the order they finished.
+        let mut results: HashMap<usize, Vec<(usize, UnitResult)>> = HashMap::new();
 
         loop {
             // Interrupted: start nothing new.
@@ -370,25 +378,32 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     }
                 };
                 let mut units = 0;
-                for o in outcomes {
+                for (slot, o) in outcomes.into_iter().enumerate() {
                     match o {
                         ItemOutcome::Skipped { label, reason } => {
                             let mut r = self.report(e, label, Status::Skipped);
                             r.message = Some(reason);
                             self.emit(r);
-                            results.entry(next).or_default().push(UnitResult {
-                                skipped: true,
-                                ..Default::default()
-                            });
+                            results.entry(next).or_default().push((
+                                slot,
+                                UnitResult {
+                                    skipped: true,
+                                    ..Default::default()
+                                },
+                            ));
                         }
                         ItemOutcome::Run(unit) => {
                             units += 1;
-                            queue.push_back(Queued { entry: next, unit });
+                            queue.push_back(Queued {
+                                entry: next,
+                                unit,
+                                slot,
+                            });
                         }
                     }
                 }
                 if units == 0 {
-                    self.register(e, results.remove(&next).unwrap_or_default());
+                    self.register(e, item_order(results.remove(&next)));
                 } else {
                     remaining.insert(next, units);
                     if let Some(r) = &e.task.register {
@@ -418,6 +433,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
             let until = queue
                 .front()
                 .and_then(|q| entries[q.entry].task.until.clone());
+            // Finished units come off the queue's front, in order: their slots are these.
+            let slots: Vec<usize> = queue.iter().map(|q| q.slot).collect();
             let outcome = match until {
                 Some(cond) => self.run_until(entries, &mut queue, &cond).await,
                 None => self.round(entries, &mut queue).await,
@@ -429,9 +446,9 @@ impl<'a, 'b> HostRun<'a, 'b> {
 
             // 3. Book results; a task is done when all its units are.
             let mut failed = false;
-            for (entry, res) in finished {
+            for ((entry, res), slot) in finished.into_iter().zip(slots) {
                 failed |= res.failed;
-                results.entry(entry).or_default().push(res);
+                results.entry(entry).or_default().push((slot, res));
                 if let Some(n) = remaining.get_mut(&entry) {
                     *n -= 1;
                     if *n == 0 {
@@ -440,7 +457,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                         if let Some(r) = &e.task.register {
                             pending_regs.remove(r);
                         }
-                        let res = results.remove(&entry).unwrap_or_default();
+                        let res = item_order(results.remove(&entry));
                         if res.iter().any(|r| r.changed) {
                             for h in &e.task.notify {
                                 self.notified.insert((e.role.name.clone(), h.clone()));
@@ -735,9 +752,9 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 self.scope,
             ) {
                 Ok(outcomes) => {
-                    for o in outcomes {
+                    for (slot, o) in outcomes.into_iter().enumerate() {
                         if let ItemOutcome::Run(unit) = o {
-                            queue.push_front(Queued { entry, unit });
+                            queue.push_front(Queued { entry, unit, slot });
                         }
                     }
                 }
@@ -786,6 +803,14 @@ impl<'a, 'b> HostRun<'a, 'b> {
         }
         r
     }
+}
+
+/// A task's unit results in loop item order (they finish in another order when some items
+/// were skipped at expansion, or ran in later rounds).
+fn item_order(res: Option<Vec<(usize, UnitResult)>>) -> Vec<UnitResult> {
+    let mut res = res.unwrap_or_default();
+    res.sort_by_key(|(slot, _)| *slot);
+    res.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Shell that records, on the host, that `handlers` of `role` were notified.

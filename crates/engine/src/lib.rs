@@ -12,12 +12,16 @@ pub mod diff;
 pub mod event;
 pub mod expand;
 pub mod facts;
+#[cfg(test)]
+pub mod fake;
 pub mod host;
 pub mod interrupt;
 pub mod modules;
 pub mod remote;
 pub mod round;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use run::*;
 

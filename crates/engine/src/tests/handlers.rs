@@ -1,0 +1,196 @@
+//! Handlers: notified once, run at the end of the play in the role's order, skipped when
+//! nothing changed or the host failed (unless forced), and kept on the host until they ran.
+
+use super::harness::*;
+use crate::event::{Event, Status};
+use crate::fake::{Fault, On};
+
+const NOTIFY: &str = "\
+- name: one
+  copy: {dest: \"{{ root }}/one\", content: \"1\\n\"}
+  notify: reload
+- name: two
+  copy: {dest: \"{{ root }}/two\", content: \"2\\n\"}
+  notify: reload
+- name: last
+  copy: {dest: \"{{ root }}/last\", content: \"3\\n\"}
+";
+
+const RELOAD: &str = "- name: reload\n  shell: \"echo reloaded >> {{ root }}/reloads\"\n";
+
+#[tokio::test]
+async fn a_handler_notified_twice_runs_once_after_the_last_task() {
+    let p = Project::new(&["h1"], &[tasks(NOTIFY), handlers(RELOAD)]);
+    let o = p.converge().await;
+    assert_eq!(p.read("h1", "reloads"), "reloaded\n", "{}", o.dump());
+    let names: Vec<(&str, bool)> = o
+        .reports()
+        .iter()
+        .map(|r| (r.task.as_str(), r.handler))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("one", false),
+            ("two", false),
+            ("last", false),
+            ("reload", true)
+        ]
+    );
+    assert_eq!(o.status("h1", "reload"), Status::Changed);
+    // The notification was recorded on the host, then cleared once the handler ran.
+    assert!(!p.host("h1").state_dir().join("notify/main").exists());
+    // Probe, apply, the handler's apply (it has nothing to probe), the clearing.
+    assert_eq!(o.execs("h1"), vec![4]);
+    let execs = p.host("h1").execs();
+    assert!(
+        execs[1].script.contains("notify/"),
+        "recorded with the change"
+    );
+    assert!(execs[3].script.contains("rm -f --"));
+}
+
+#[tokio::test]
+async fn a_connection_lost_while_clearing_leaves_the_handler_pending() {
+    // Handlers run at least once: if the notification cannot be cleared after they ran,
+    // the next run runs them again.
+    let p = Project::new(&["h1"], &[tasks(NOTIFY), handlers(RELOAD)]);
+    p.host("h1").fault(
+        On::Contains("rm -f -- \"$__bs/notify/\"".into()),
+        Fault::Break("connection reset".into()),
+    );
+    let o = p.converge().await;
+    assert_eq!(o.unreachable("h1").as_deref(), Some("h1: connection reset"));
+    assert_eq!(p.read("h1", "reloads"), "reloaded\n", "{}", o.dump());
+    assert!(p.host("h1").state_dir().join("notify/main").exists());
+    let o = p.converge().await;
+    assert!(o
+        .find(|e| match e {
+            Event::HandlersPending { host, .. } => Some(host == "h1"),
+            _ => None,
+        })
+        .unwrap_or(false));
+    assert_eq!(p.read("h1", "reloads"), "reloaded\nreloaded\n");
+    assert!(!p.host("h1").state_dir().join("notify/main").exists());
+}
+
+#[tokio::test]
+async fn handlers_do_not_run_when_nothing_changed() {
+    let p = Project::new(&["h1"], &[tasks(NOTIFY), handlers(RELOAD)]);
+    p.converge().await;
+    let o = p.converge().await;
+    assert!(!o.reported("h1", "reload"), "{}", o.dump());
+    assert_eq!(p.read("h1", "reloads"), "reloaded\n");
+    assert_eq!(o.execs("h1"), vec![1]);
+}
+
+#[tokio::test]
+async fn handlers_run_in_the_order_the_role_defines_them() {
+    let p = Project::new(
+        &["h1"],
+        &[
+            tasks("- name: t\n  copy: {dest: \"{{ root }}/t\", content: \"t\\n\"}\n  notify: [second, first]\n"),
+            handlers(
+                "- name: first\n  shell: \"echo first >> {{ root }}/log\"\n\
+                 - name: second\n  shell: \"echo second >> {{ root }}/log\"\n\
+                 - name: never\n  shell: \"echo never >> {{ root }}/log\"\n",
+            ),
+        ],
+    );
+    let o = p.converge().await;
+    assert_eq!(p.read("h1", "log"), "first\nsecond\n", "{}", o.dump());
+    assert!(!o.reported("h1", "never"));
+}
+
+#[tokio::test]
+async fn changed_when_false_notifies_nothing() {
+    let p = Project::new(
+        &["h1"],
+        &[
+            tasks("- name: quiet\n  shell: \"true\"\n  changed_when: false\n  notify: reload\n"),
+            handlers(RELOAD),
+        ],
+    );
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "quiet"), Status::Ok, "{}", o.dump());
+    assert!(!p.exists("h1", "reloads"), "the handler did not run");
+    // What the apply recorded on the host was cleared: no handler is left pending.
+    assert!(!p.host("h1").state_dir().join("notify/main").exists());
+    let o = p.converge().await;
+    assert!(!o.reported("h1", "reload"), "{}", o.dump());
+}
+
+const FAILING: &str = "\
+- name: change
+  copy: {dest: \"{{ root }}/conf\", content: \"c\\n\"}
+  notify: reload
+- name: breaks
+  shell: \"test -f {{ root }}/fixed\"
+";
+
+#[tokio::test]
+async fn handlers_of_a_failed_host_are_skipped_and_stay_pending_on_it() {
+    let p = Project::new(&["h1"], &[tasks(FAILING), handlers(RELOAD)]);
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "breaks"), Status::Failed, "{}", o.dump());
+    assert!(!p.exists("h1", "reloads"));
+    let skipped = o.find(|e| match e {
+        Event::HandlersSkipped { host, handlers, .. } if host == "h1" => Some(handlers.clone()),
+        _ => None,
+    });
+    assert_eq!(skipped, Some(vec!["reload".to_string()]));
+    let pending = std::fs::read_to_string(p.host("h1").state_dir().join("notify/main"))
+        .expect("the notification is recorded on the host");
+    assert_eq!(pending, "reload\n");
+}
+
+#[tokio::test]
+async fn a_notification_left_by_a_failed_run_is_handled_by_the_next() {
+    let p = Project::new(&["h1"], &[tasks(FAILING), handlers(RELOAD)]);
+    p.converge().await;
+    std::fs::write(p.root("h1").join("fixed"), "").expect("fix");
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "change"), Status::Ok, "{}", o.dump());
+    let pending = o.find(|e| match e {
+        Event::HandlersPending { host, handlers, .. } if host == "h1" => Some(handlers.clone()),
+        _ => None,
+    });
+    assert_eq!(pending, Some(vec!["reload".to_string()]));
+    assert_eq!(p.read("h1", "reloads"), "reloaded\n");
+    assert!(!p.host("h1").state_dir().join("notify/main").exists());
+    // And only once.
+    let o = p.converge().await;
+    assert!(!o.reported("h1", "reload"), "{}", o.dump());
+}
+
+#[tokio::test]
+async fn force_handlers_runs_them_after_a_failure() {
+    let p = Project::new(&["h1"], &[tasks(FAILING), handlers(RELOAD)]);
+    let o = p
+        .run(crate::RunOptions {
+            force_handlers: true,
+            ..opts()
+        })
+        .await;
+    assert_eq!(p.read("h1", "reloads"), "reloaded\n", "{}", o.dump());
+    assert!(o.summary.failed, "the host still failed");
+    assert_eq!(o.host_failed("h1").map(|f| f.0), Some("breaks".into()));
+}
+
+#[tokio::test]
+async fn a_failing_handler_fails_the_host() {
+    let p = Project::new(
+        &["h1"],
+        &[
+            tasks(NOTIFY),
+            handlers("- name: reload\n  shell: \"echo no >&2; exit 4\"\n"),
+        ],
+    );
+    let o = p.converge().await;
+    let r = o.task("h1", "reload");
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.message.as_deref(), Some("exit code 4: no"));
+    assert!(o.summary.failed);
+    // Not run: the notification stays recorded for the next run.
+    assert!(p.host("h1").state_dir().join("notify/main").exists());
+}
