@@ -1,6 +1,6 @@
 //! The engine's seam to a host: run a script (with deadlines and the run's interrupt) and
 //! upload a file. SSH implements it in `bosun-transport`; the engine's unit tests implement
-//! it with a scripted fake ([`crate::fake`]), so rounds, re-probes, handlers and failures are
+//! it with a scripted fake ((`fake.rs`, compiled for tests)), so rounds, re-probes, handlers and failures are
 //! tested without an sshd.
 //!
 //! The methods return boxed futures rather than being `async fn`s so that the engine can
