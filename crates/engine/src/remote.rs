@@ -1,7 +1,7 @@
 //! The engine's seam to a host: run a script (with deadlines and the run's interrupt) and
 //! upload a file. SSH implements it in `bosun-transport`; the engine's unit tests implement
-//! it with a scripted fake ((`fake.rs`, compiled for tests)), so rounds, re-probes, handlers and failures are
-//! tested without an sshd.
+//! it with a scripted fake (`fake.rs`, compiled for tests), so rounds, re-probes, handlers
+//! and failures are tested without an sshd.
 //!
 //! The methods return boxed futures rather than being `async fn`s so that the engine can
 //! hold any transport as `Arc<dyn Remote>` (one connection type per run, chosen at runtime).
