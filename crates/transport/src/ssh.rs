@@ -283,17 +283,19 @@ pub fn load_key(path: &Path) -> Result<keys::PrivateKey, SshError> {
     match keys::load_secret_key(path, None) {
         Ok(k) => Ok(k),
         Err(keys::Error::KeyIsEncrypted) => {
+            use bosun_model::secrets::ExposeSecret;
+            // Asked through the command line's prompter; without a terminal the empty
+            // passphrase fails below, with the key named.
             let pass = match std::env::var("BOSUN_KEY_PASSPHRASE") {
                 Ok(p) => p,
-                Err(_) => console::Term::stderr()
-                    .write_str(&format!("passphrase for {}: ", path.display()))
-                    .and_then(|_| console::Term::stderr().read_secure_line())
-                    .map_err(|e| {
-                        SshError::Key(format!(
-                            "{} is encrypted and no passphrase could be read: {e}",
-                            path.display()
-                        ))
-                    })?,
+                Err(_) => {
+                    bosun_model::secrets::prompt(&format!("passphrase for {}: ", path.display()))
+                        .map_err(|e| {
+                            SshError::Key(format!("{} is encrypted: {e}", path.display()))
+                        })?
+                        .map(|p| p.expose_secret().to_string())
+                        .unwrap_or_default()
+                }
             };
             keys::load_secret_key(path, Some(&pass))
                 .map_err(|e| SshError::Key(format!("cannot decrypt {}: {e}", path.display())))
