@@ -283,17 +283,19 @@ pub fn load_key(path: &Path) -> Result<keys::PrivateKey, SshError> {
     match keys::load_secret_key(path, None) {
         Ok(k) => Ok(k),
         Err(keys::Error::KeyIsEncrypted) => {
+            use bosun_model::secrets::ExposeSecret;
+            // Asked through the command line's prompter; without a terminal the empty
+            // passphrase fails below, with the key named.
             let pass = match std::env::var("BOSUN_KEY_PASSPHRASE") {
                 Ok(p) => p,
-                Err(_) => console::Term::stderr()
-                    .write_str(&format!("passphrase for {}: ", path.display()))
-                    .and_then(|_| console::Term::stderr().read_secure_line())
-                    .map_err(|e| {
-                        SshError::Key(format!(
-                            "{} is encrypted and no passphrase could be read: {e}",
-                            path.display()
-                        ))
-                    })?,
+                Err(_) => {
+                    bosun_model::secrets::prompt(&format!("passphrase for {}: ", path.display()))
+                        .map_err(|e| {
+                            SshError::Key(format!("{} is encrypted: {e}", path.display()))
+                        })?
+                        .map(|p| p.expose_secret().to_string())
+                        .unwrap_or_default()
+                }
             };
             keys::load_secret_key(path, Some(&pass))
                 .map_err(|e| SshError::Key(format!("cannot decrypt {}: {e}", path.display())))
@@ -780,6 +782,65 @@ impl Connector for SshConnector {
     }
 }
 
+/// Works on many hosts over SSH, at most `forks` at once: for each host, opens a
+/// connection (through its jump hosts), hands it to `work`, and closes it when `work` is
+/// done. Yields `(host, result)` as each host finishes; a host that cannot be reached
+/// yields the connect error. Hosts are started in the order given, and only as the stream
+/// is polled: with `forks == 1` they are worked on one after the other, in order, and
+/// dropping the stream early opens no further connection. `forks` below 1 counts as 1.
+///
+/// This is the one place the command line opens connections; the engine opens its own
+/// through [`SshConnector`].
+pub fn on_hosts<'a, I, T, F, Fut>(
+    hosts: I,
+    opts: &'a ConnectOptions,
+    forks: usize,
+    work: F,
+) -> impl futures::Stream<Item = (&'a Host, Result<T, SshError>)> + 'a
+where
+    I: IntoIterator<Item = &'a Host>,
+    I::IntoIter: 'a,
+    T: 'a,
+    F: Fn(&'a Host, Arc<Connection>) -> Fut + 'a,
+    Fut: std::future::Future<Output = Result<T, SshError>> + 'a,
+{
+    use futures::StreamExt;
+    let work = Arc::new(work);
+    futures::stream::iter(hosts)
+        .map(move |host| {
+            let work = work.clone();
+            async move {
+                let conn = match Connection::open(host, opts).await {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => return (host, Err(e)),
+                };
+                let r = work(host, conn.clone()).await;
+                conn.close().await;
+                (host, r)
+            }
+        })
+        .buffer_unordered(forks.max(1))
+}
+
+/// Runs one script on each host ([`on_hosts`]): `script` says which for a host. Yields
+/// `(host, output)` as each host finishes.
+pub fn run_on_hosts<'a, I, S>(
+    hosts: I,
+    opts: &'a ConnectOptions,
+    forks: usize,
+    script: S,
+) -> impl futures::Stream<Item = (&'a Host, Result<Output, SshError>)> + 'a
+where
+    I: IntoIterator<Item = &'a Host>,
+    I::IntoIter: 'a,
+    S: Fn(&Host) -> String + 'a,
+{
+    on_hosts(hosts, opts, forks, move |host, conn| {
+        let script = script(host);
+        async move { conn.run(&script).await }
+    })
+}
+
 /// Puts the local terminal in raw mode while alive (no-op when stdin is not a terminal).
 struct RawMode(Option<libc::termios>);
 
@@ -809,6 +870,75 @@ impl Drop for RawMode {
             unsafe {
                 libc::tcsetattr(0, libc::TCSANOW, &t);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A host on a loopback port nothing listens on: connecting fails at once.
+    fn closed(name: &str) -> Host {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        Host {
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            identity_file: None,
+            become_root: false,
+            groups: Vec::new(),
+            vars: Default::default(),
+            jump: None,
+        }
+    }
+
+    fn opts() -> ConnectOptions {
+        ConnectOptions {
+            known_hosts: std::env::temp_dir().join("bosun-on-hosts-known_hosts"),
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(15),
+            max_channels: 4,
+            tunnel_wait: Duration::from_secs(5),
+            jumps: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn on_hosts_yields_every_host_and_connect_errors_in_order_with_one_fork() {
+        let hosts = [closed("a"), closed("b"), closed("c")];
+        let opts = opts();
+        let worked = std::sync::atomic::AtomicUsize::new(0);
+        let got: Vec<(String, bool)> = on_hosts(&hosts, &opts, 1, |_, _conn| {
+            worked.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
+        })
+        .map(|(h, r)| (h.name.clone(), matches!(r, Err(SshError::Connect { .. }))))
+        .collect()
+        .await;
+        assert_eq!(
+            got,
+            [("a".into(), true), ("b".into(), true), ("c".into(), true)]
+        );
+        assert_eq!(
+            worked.load(Ordering::SeqCst),
+            0,
+            "no work without a connection"
+        );
+        // More forks than hosts, and zero forks (counts as one): every host once.
+        for forks in [0, 8] {
+            let mut names: Vec<String> = run_on_hosts(&hosts, &opts, forks, |_| "true".into())
+                .map(|(h, _)| h.name.clone())
+                .collect()
+                .await;
+            names.sort();
+            assert_eq!(names, ["a", "b", "c"]);
         }
     }
 }

@@ -14,7 +14,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// A directory only this user can enter, removed with everything in it on drop.
+/// A directory only this user can enter, removed with everything in it by
+/// [`PrivateDir::remove`] or on drop.
 pub struct PrivateDir {
     path: PathBuf,
 }
@@ -67,8 +68,16 @@ impl PrivateDir {
     }
 }
 
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
+impl PrivateDir {
+    /// Wipes and removes the directory now; the error says what is left behind (the
+    /// caller tells the operator: it holds plaintext).
+    pub fn remove(mut self) -> std::io::Result<()> {
+        let r = self.wipe_and_remove();
+        self.path = PathBuf::new();
+        r
+    }
+
+    fn wipe_and_remove(&self) -> std::io::Result<()> {
         // Overwrite what is still there first: cheap for a small file, and it keeps the
         // plaintext out of a page that a later reader of the same tmpfs could get.
         if let Ok(entries) = std::fs::read_dir(&self.path) {
@@ -83,11 +92,16 @@ impl Drop for PrivateDir {
                 }
             }
         }
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!(
-                "warning: could not remove {}: {e}; remove it by hand, it holds plaintext",
-                self.path.display()
-            );
+        std::fs::remove_dir_all(&self.path)
+    }
+}
+
+impl Drop for PrivateDir {
+    /// Removal on every other path out (a panic, say), silently: only [`PrivateDir::remove`]
+    /// can report a failure.
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = self.wipe_and_remove();
         }
     }
 }

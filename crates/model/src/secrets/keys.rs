@@ -10,8 +10,9 @@
 //! `age-keygen` or `bosun secret keygen`) or an OpenSSH private key (ed25519 or RSA); an
 //! encrypted SSH key asks for its passphrase, or reads `BOSUN_KEY_PASSPHRASE`.
 //!
-//! A passphrase-encrypted file needs the passphrase: `BOSUN_PASSPHRASE`, else a prompt on
-//! the terminal (no echo). Which of the two a file needs is read from its header.
+//! A passphrase-encrypted file needs the passphrase: `BOSUN_PASSPHRASE`, else it is asked
+//! through the prompter the command line installs ([`set_prompter`]: on the terminal, no
+//! echo). Which of the two a file needs is read from its header.
 
 use super::error::{IdentitySource, SecretError};
 use age::secrecy::SecretString;
@@ -155,16 +156,25 @@ pub fn new_passphrase(env_var: &str) -> Result<SecretString, SecretError> {
     Ok(first)
 }
 
-/// Asks on the terminal without echo; `None` when stderr is not a terminal.
-fn prompt(question: &str) -> Result<Option<SecretString>, SecretError> {
-    let term = console::Term::stderr();
-    if !term.is_term() {
-        return Ok(None);
+/// How a secret is asked of the operator: the question, then the answer (`None` when
+/// nobody can be asked, e.g. no terminal). The command line installs one; this crate never
+/// touches the terminal itself.
+pub type Prompter = fn(&str) -> std::io::Result<Option<SecretString>>;
+
+static PROMPTER: OnceLock<Prompter> = OnceLock::new();
+
+/// Installs the prompter of this run (first call wins). Without one, nothing is asked.
+pub fn set_prompter(p: Prompter) {
+    let _ = PROMPTER.set(p);
+}
+
+/// Asks the operator through the installed prompter (also for other crates: the SSH key
+/// passphrase of the transport); `None` when there is none or it cannot ask.
+pub fn prompt(question: &str) -> Result<Option<SecretString>, SecretError> {
+    match PROMPTER.get() {
+        Some(ask) => ask(question).map_err(|e| SecretError::Prompt(e.to_string())),
+        None => Ok(None),
     }
-    term.write_str(question)
-        .and_then(|_| term.read_secure_line())
-        .map(|s| Some(SecretString::from(s)))
-        .map_err(|e| SecretError::Prompt(e.to_string()))
 }
 
 #[cfg(test)]

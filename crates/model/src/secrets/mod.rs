@@ -21,9 +21,10 @@ pub mod files;
 pub mod keys;
 pub mod recipients;
 
+pub use age::secrecy::{ExposeSecret, SecretString};
 pub use crypto::{decrypt, encrypt, is_encrypted, Plaintext, Unlocked};
 pub use error::{IdentitySource, SecretError};
-pub use keys::set_cli_identities;
+pub use keys::{prompt, set_cli_identities, set_prompter, Prompter};
 pub use recipients::{Recipient, Recipients};
 
 use crate::diag::{LoadError, Place};

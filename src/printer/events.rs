@@ -1,18 +1,13 @@
 //! Turning engine events into what an operator reads: progress per host while running,
 //! changes (and diffs) as they happen, a recap table at the end; or JSON lines for CI.
 
+use super::OutputFormat;
 use bosun_engine::event::{Event, HostRecap, Status, TaskReport};
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
-}
 
 pub struct Renderer {
     format: OutputFormat,

@@ -1,12 +1,12 @@
 //! `bosun secret …`: encrypt, decrypt, edit and rekey age-encrypted vars files, and make
 //! age keys. The CLI face of [`bosun_model::secrets`].
 
+use crate::printer;
 use bosun_model::secrets::edit::{run_editor, EditorOutcome, PrivateDir};
 use bosun_model::secrets::files::write_atomic;
 use bosun_model::secrets::keys::{self, ENV_NEW_PASSPHRASE, ENV_PASSPHRASE};
 use bosun_model::secrets::{self as s, recipients, Recipients, SecretError, Unlocked};
 use clap::{Args, Subcommand};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -88,7 +88,7 @@ pub async fn run(cmd: SecretCommand) -> u8 {
         SecretCommand::Rekey { file, to } => rekey(&file, &to),
         SecretCommand::Keygen { output } => keygen(output.as_deref()),
     };
-    r.unwrap_or_else(super::fail)
+    r.unwrap_or_else(printer::error)
 }
 
 /// An error for the operator: the message, then its hint.
@@ -169,19 +169,18 @@ fn encrypt(file: &Path, output: Option<PathBuf>, to: &RecipientArgs) -> Result<u
     };
     let ciphertext = s::encrypt(file, &plain, &recipients)?;
     if to_stdout {
-        std::io::stdout()
-            .write_all(&ciphertext)
+        printer::out_bytes(&ciphertext)
             .map_err(|e| Failure(format!("cannot write to stdout: {e}")))?;
         return Ok(0);
     }
     let note = store(&out, &ciphertext, &recipients)?;
-    eprintln!(
+    printer::note(format!(
         "encrypted {} to {} for {}{note}\nthe plaintext {} is still there: delete it once you have checked the result",
         file.display(),
         out.display(),
         recipients.describe(),
         file.display(),
-    );
+    ));
     Ok(0)
 }
 
@@ -189,8 +188,7 @@ fn decrypt(file: &Path, output: Option<&Path>) -> Result<u8, Failure> {
     let bytes = read_encrypted(file)?;
     let plain = s::decrypt(file, &bytes, None)?;
     match output {
-        None => std::io::stdout()
-            .write_all(&plain.bytes)
+        None => printer::out_bytes(&plain.bytes)
             .map_err(|e| Failure(format!("cannot write to stdout: {e}")))?,
         Some(out) => write_atomic(out, &plain.bytes, Some(0o600))?,
     }
@@ -225,28 +223,48 @@ async fn edit(file: &Path) -> Result<u8, Failure> {
     let name = name.strip_suffix(".age").unwrap_or(&name).to_string();
     let scratch = PrivateDir::create()
         .map_err(|e| Failure(format!("cannot create a private scratch directory: {e}")))?;
+    let scratch_path = scratch.path().to_path_buf();
+    let result = edit_in(&scratch, file, &name, &plain.bytes, &recipients).await;
+    // Gone whatever happened; if it cannot be, the operator must know (plaintext).
+    if let Err(e) = scratch.remove() {
+        printer::note(format!(
+            "warning: could not remove {}: {e}; remove it by hand, it holds plaintext",
+            scratch_path.display()
+        ));
+    }
+    result
+}
+
+/// The editor run on a scratch copy of `plain` named `name`, and the re-encryption.
+async fn edit_in(
+    scratch: &PrivateDir,
+    file: &Path,
+    name: &str,
+    plain: &[u8],
+    recipients: &Recipients,
+) -> Result<u8, Failure> {
     let tmp = scratch
-        .write_file(&name, &plain.bytes)
+        .write_file(name, plain)
         .map_err(|e| Failure(format!("cannot write the scratch copy: {e}")))?;
     let outcome = run_editor(&tmp).await;
-    let result = match outcome {
+    match outcome {
         EditorOutcome::Saved => {
             let edited = zeroize::Zeroizing::new(
                 std::fs::read(&tmp)
                     .map_err(|e| Failure(format!("cannot read the edited copy back: {e}")))?,
             );
-            if edited[..] == plain.bytes[..] {
-                eprintln!("no changes; {} left as it was", file.display());
+            if edited[..] == plain[..] {
+                printer::note(format!("no changes; {} left as it was", file.display()));
                 Ok(0)
             } else {
-                warn_if_not_yaml(file, &name, &edited);
-                let ciphertext = s::encrypt(file, &edited, &recipients)?;
+                warn_if_not_yaml(file, name, &edited);
+                let ciphertext = s::encrypt(file, &edited, recipients)?;
                 write_atomic(file, &ciphertext, None)?;
-                eprintln!(
+                printer::note(format!(
                     "{} re-encrypted for {}",
                     file.display(),
                     recipients.describe()
-                );
+                ));
                 Ok(0)
             }
         }
@@ -255,15 +273,13 @@ async fn edit(file: &Path) -> Result<u8, Failure> {
             file.display()
         ))),
         EditorOutcome::Interrupted => {
-            eprintln!(
+            printer::note(format!(
                 "interrupted; {} is unchanged and the scratch copy was removed",
                 file.display()
-            );
+            ));
             Ok(130)
         }
-    };
-    drop(scratch);
-    result
+    }
 }
 
 /// A vars file that no longer parses would stop every later run; say so now (the edit is
@@ -273,11 +289,14 @@ fn warn_if_not_yaml(file: &Path, name: &str, text: &[u8]) {
         return;
     }
     let Ok(text) = std::str::from_utf8(text) else {
-        eprintln!("warning: {} is not UTF-8 text any more", file.display());
+        printer::note(format!(
+            "warning: {} is not UTF-8 text any more",
+            file.display()
+        ));
         return;
     };
     if let Err(e) = s::parse_decrypted::<serde_json::Value>(file, text) {
-        eprintln!("warning: saved, but {}", e.render());
+        printer::note(format!("warning: saved, but {}", e.render()));
     }
 }
 
@@ -298,11 +317,11 @@ fn rekey(file: &Path, to: &RecipientArgs) -> Result<u8, Failure> {
     };
     let ciphertext = s::encrypt(file, &plain.bytes, &recipients)?;
     let note = store(file, &ciphertext, &recipients)?;
-    eprintln!(
+    printer::note(format!(
         "{} re-encrypted for {}{note}",
         file.display(),
         recipients.describe()
-    );
+    ));
     Ok(0)
 }
 
@@ -316,12 +335,12 @@ fn keygen(output: Option<&Path>) -> Result<u8, Failure> {
     ));
     match output {
         None => {
-            std::io::stdout()
-                .write_all(text.as_bytes())
+            printer::out_bytes(text.as_bytes())
                 .map_err(|e| Failure(format!("cannot write to stdout: {e}")))?;
-            eprintln!("public key: {public}");
+            printer::note(format!("public key: {public}"));
         }
         Some(out) => {
+            use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -332,7 +351,7 @@ fn keygen(output: Option<&Path>) -> Result<u8, Failure> {
             f.write_all(text.as_bytes())
                 .and_then(|_| f.sync_all())
                 .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
-            println!("{public}");
+            printer::out(public);
         }
     }
     Ok(0)
