@@ -27,7 +27,9 @@
 
 use crate::batch::STATE_DIR_SH;
 use crate::interrupt::Interrupt;
-use crate::remote::{Connector, Killed, Output, Remote, RemoteError, Watch};
+use crate::remote::{
+    interrupt_reached, Connector, Killed, Output, Remote, RemoteError, StopClock, Watch,
+};
 use bosun_model::inventory::Host;
 use bosun_model::shell::quote;
 use futures::future::BoxFuture;
@@ -263,54 +265,29 @@ impl FakeHost {
             pgid: pg,
             ..Output::default()
         };
-        let mut deadline = watch.deadline(&out.stdout, Instant::now());
-        let grace = *lock(&self.grace);
-        let finishing = async {
-            match interrupt {
-                Some(i) => i.reached(1).await,
-                None => std::future::pending().await,
-            }
-        };
-        let aborting = async {
-            match interrupt {
-                Some(i) => i.reached(2).await,
-                None => std::future::pending().await,
-            }
-        };
+        let mut clock = StopClock::new(watch, *lock(&self.grace));
+        let finishing = interrupt_reached(interrupt, 1);
+        let aborting = interrupt_reached(interrupt, 2);
         tokio::pin!(finishing, aborting);
-        let mut grace_from: Option<Instant> = None;
         let mut eof = false;
         let mut buf = [0u8; 8192];
-        let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let rc = loop {
-            let until = match (deadline, grace_from) {
-                (Some(d), Some(g)) => d.min(g + grace),
-                (Some(d), None) => d,
-                (None, Some(g)) => g + grace,
-                (None, None) => far(),
-            };
             tokio::select! {
                 r = stdout.read(&mut buf), if !eof => match r {
                     Ok(0) | Err(_) => eof = true,
                     Ok(k) => {
                         out.stdout.extend_from_slice(&buf[..k]);
-                        deadline = watch.deadline(&out.stdout, Instant::now());
+                        clock.output(watch, &out.stdout);
                     }
                 },
                 st = child.wait(), if eof => {
                     break st.ok().map(exit_code);
                 }
-                _ = tokio::time::sleep_until(until.into()) => {
-                    let now = Instant::now();
-                    if deadline.is_some_and(|d| d <= now) {
-                        watch.expire(now);
-                        out.killed = Some(Killed::Deadline);
-                    } else {
-                        out.killed = Some(Killed::Interrupted);
-                    }
+                _ = tokio::time::sleep_until(clock.until().into()) => {
+                    out.killed = Some(clock.expired(watch, Instant::now()));
                     break None;
                 }
-                _ = &mut finishing, if grace_from.is_none() => grace_from = Some(Instant::now()),
+                _ = &mut finishing, if !clock.in_grace() => clock.interrupted(),
                 _ = &mut aborting => {
                     out.killed = Some(Killed::Interrupted);
                     break None;

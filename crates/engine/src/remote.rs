@@ -7,7 +7,7 @@
 //! hold any transport as `Arc<dyn Remote>` (one connection type per run, chosen at runtime).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bosun_model::inventory::Host;
 use bosun_model::shell::{emit_bytes, quote};
@@ -54,6 +54,71 @@ pub struct NoDeadline;
 impl Watch for NoDeadline {
     fn deadline(&mut self, _: &[u8], _: Instant) -> Option<Instant> {
         None
+    }
+}
+
+/// When a running script must be stopped, for any transport: the deadline its [`Watch`]
+/// gives, or the end of the grace period a first interrupt starts. Both transports (SSH and
+/// the tests' fake) follow a script with this, so they stop scripts alike.
+pub struct StopClock {
+    deadline: Option<Instant>,
+    grace: Duration,
+    grace_from: Option<Instant>,
+}
+
+impl StopClock {
+    /// A clock for a script just started, with `grace` after a first interrupt.
+    pub fn new(watch: &mut dyn Watch, grace: Duration) -> StopClock {
+        StopClock {
+            deadline: watch.deadline(&[], Instant::now()),
+            grace,
+            grace_from: None,
+        }
+    }
+
+    /// The script printed more: its deadline may have moved.
+    pub fn output(&mut self, watch: &mut dyn Watch, stdout: &[u8]) {
+        self.deadline = watch.deadline(stdout, Instant::now());
+    }
+
+    /// A first interrupt arrived: running steps get the grace period, then are stopped.
+    pub fn interrupted(&mut self) {
+        self.grace_from.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether the grace period has begun (wait for the first interrupt only until then).
+    pub fn in_grace(&self) -> bool {
+        self.grace_from.is_some()
+    }
+
+    /// The instant the script must be stopped by (far in the future when nothing bounds it).
+    pub fn until(&self) -> Instant {
+        let grace_end = self.grace_from.map(|g| g + self.grace);
+        match (self.deadline, grace_end) {
+            (Some(d), Some(g)) => d.min(g),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => Instant::now() + Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+
+    /// [`Self::until`] passed at `now`: why the script is killed. A passed deadline tells
+    /// the watch, which notes the step that overstayed.
+    pub fn expired(&self, watch: &mut dyn Watch, now: Instant) -> Killed {
+        if self.deadline.is_some_and(|d| d <= now) {
+            watch.expire(now);
+            Killed::Deadline
+        } else {
+            Killed::Interrupted
+        }
+    }
+}
+
+/// Resolves once the run's interrupt reaches `level` (1: finish what runs, 2: kill);
+/// never, without an interrupt.
+pub async fn interrupt_reached(interrupt: Option<&Interrupt>, level: u8) {
+    match interrupt {
+        Some(i) => i.reached(level).await,
+        None => std::future::pending().await,
     }
 }
 

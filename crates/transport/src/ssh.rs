@@ -7,7 +7,7 @@
 use crate::jump::{JumpPool, Lease, Tunnel};
 use crate::known_hosts::{self, Verdict};
 use bosun_engine::interrupt::Interrupt;
-use bosun_engine::remote::{Connector, Remote, RemoteError};
+use bosun_engine::remote::{interrupt_reached, Connector, Remote, RemoteError, StopClock};
 use bosun_model::inventory::{Host, Inventory};
 use futures::future::BoxFuture;
 use russh::client::{self, Handle};
@@ -526,34 +526,16 @@ impl Connection {
         ch.eof().await.map_err(err)?;
         let mut out = Output::default();
         let mut rc = None;
-        let mut deadline = watch.deadline(&out.stdout, Instant::now());
-        let never = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let finishing = async {
-            match interrupt {
-                Some(i) => i.reached(1).await,
-                None => std::future::pending().await,
-            }
-        };
-        let aborting = async {
-            match interrupt {
-                Some(i) => i.reached(2).await,
-                None => std::future::pending().await,
-            }
-        };
+        let mut clock = StopClock::new(watch, bosun_engine::interrupt::GRACE);
+        let finishing = interrupt_reached(interrupt, 1);
+        let aborting = interrupt_reached(interrupt, 2);
         tokio::pin!(finishing, aborting);
-        let mut grace_from: Option<Instant> = None;
         loop {
-            let until = match (deadline, grace_from) {
-                (Some(d), Some(g)) => d.min(g + bosun_engine::interrupt::GRACE),
-                (Some(d), None) => d,
-                (None, Some(g)) => g + bosun_engine::interrupt::GRACE,
-                (None, None) => never(),
-            };
             tokio::select! {
                 msg = ch.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => {
                         out.stdout.extend_from_slice(&data);
-                        deadline = watch.deadline(&out.stdout, Instant::now());
+                        clock.output(watch, &out.stdout);
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => out.stderr.extend_from_slice(&data),
                     Some(ChannelMsg::ExitStatus { exit_status }) => rc = Some(exit_status as i32),
@@ -565,18 +547,12 @@ impl Connection {
                     Some(_) => {}
                     None => break,
                 },
-                _ = tokio::time::sleep_until(until.into()) => {
-                    let now = Instant::now();
-                    if deadline.is_some_and(|d| d <= now) {
-                        watch.expire(now);
-                        out.killed = Some(Killed::Deadline);
-                    } else {
-                        out.killed = Some(Killed::Interrupted);
-                    }
+                _ = tokio::time::sleep_until(clock.until().into()) => {
+                    out.killed = Some(clock.expired(watch, Instant::now()));
                     self.kill(&mut ch, &mut out, &*watch).await;
                     break;
                 }
-                _ = &mut finishing, if grace_from.is_none() => grace_from = Some(Instant::now()),
+                _ = &mut finishing, if !clock.in_grace() => clock.interrupted(),
                 _ = &mut aborting => {
                     out.killed = Some(Killed::Interrupted);
                     self.kill(&mut ch, &mut out, &*watch).await;
