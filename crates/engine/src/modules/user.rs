@@ -651,18 +651,7 @@ mod tests {
 
     #[test]
     fn probe_runs_against_this_host() {
-        let run = |script: String| {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .output()
-                .expect("sh");
-            Observed {
-                rc: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into(),
-                stderr: String::from_utf8_lossy(&out.stderr).into(),
-            }
-        };
+        let run = |script: String| crate::modules::test_support::run(&script);
         let root = module(json!({"name": "root"}));
         let obs = run(root.probe().unwrap());
         let seen = parse_seen(&obs).unwrap().expect("root exists");
