@@ -221,7 +221,15 @@ impl Renderer {
                     }
                 }
             }
-            Status::Ok if self.verbose > 0 => {
+            Status::Ignored => {
+                self.line(&format!("{} {what}", style("failed (ignored):").yellow()));
+                if let Some(m) = &r.message {
+                    for l in m.lines() {
+                        self.line(&format!("    {l}"));
+                    }
+                }
+            }
+            Status::Ok if self.verbose > 0 || r.shown => {
                 let why = r
                     .message
                     .as_deref()
@@ -269,8 +277,8 @@ impl Renderer {
             .bold()
         ));
         let mut head = format!(
-            "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>11}  {:>7}",
-            "HOST", "OK", "CHANGED", "FAILED", "SKIPPED", "UNREACHABLE", "SECONDS"
+            "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>7}  {:>11}  {:>7}",
+            "HOST", "OK", "CHANGED", "FAILED", "SKIPPED", "IGNORED", "UNREACHABLE", "SECONDS"
         );
         if self.verbose > 0 {
             head.push_str("  EXECS (per play)");
@@ -278,12 +286,13 @@ impl Renderer {
         self.line(&head);
         for h in hosts {
             let mut row = format!(
-                "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>11}  {:>7.2}",
+                "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>7}  {:>11}  {:>7.2}",
                 h.host,
                 h.ok,
                 h.changed,
                 h.failed,
                 h.skipped,
+                h.ignored,
                 if h.unreachable { 1 } else { 0 },
                 h.seconds
             );
@@ -356,6 +365,7 @@ mod tests {
             predicted: false,
             always: false,
             handler: false,
+            shown: false,
             message: Some("stderr: \u{9b}1;1Hboom\x1b]52;c;eA==\x1b\\".into()),
         });
         let clean = without_escapes(&ev);

@@ -15,6 +15,8 @@ pub enum Status {
     Changed,
     Failed,
     Skipped,
+    /// Failed, under `ignore_errors`: reported and registered, and the host carries on.
+    Ignored,
 }
 
 /// A file's diff, rendered once in unified form (the CLI only colours it).
@@ -48,6 +50,9 @@ pub struct TaskReport {
     pub always: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub handler: bool,
+    /// Shown without `-v`: the task exists to show its message (`debug`, `assert`).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub shown: bool,
     /// Why nothing changed, or why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -60,6 +65,9 @@ pub struct HostRecap {
     pub changed: u32,
     pub failed: u32,
     pub skipped: u32,
+    /// Failures under `ignore_errors`.
+    #[serde(default)]
+    pub ignored: u32,
     pub unreachable: bool,
     /// The run was interrupted before this host was done.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
@@ -258,6 +266,7 @@ impl TaskReport {
             predicted: _,
             always: _,
             handler: _,
+            shown: _,
             message,
         } = self;
         for s in [host, play, role, task] {

@@ -189,6 +189,24 @@ impl Scope {
         self.vars.contains_key(name)
     }
 
+    /// Sets the host's facts: `facts`, and the same facts under their Ansible names
+    /// ([`crate::facts::ANSIBLE_NAMES`]).
+    pub fn set_facts(&mut self, facts: &JValue, extra: &Map<String, Value>) {
+        self.set("facts", facts.clone(), extra);
+        let plain = serde_json::to_value(facts).unwrap_or(Value::Null);
+        for (k, v) in crate::facts::ansible_aliases(&plain) {
+            self.set(&k, bosun_model::template::jv(&v), extra);
+        }
+    }
+
+    /// Marks the facts, under every name they have, as still to come.
+    pub fn set_facts_pending(&mut self) {
+        self.set_pending("facts");
+        for n in crate::facts::ANSIBLE_NAMES {
+            self.set_pending(n);
+        }
+    }
+
     /// Marks names whose values exist only at run time (registered results, facts).
     pub fn set_pending(&mut self, name: &str) {
         self.vars.insert(
@@ -285,6 +303,18 @@ pub fn find_file(dirs: Vec<PathBuf>, src: &str) -> Option<PathBuf> {
 }
 
 impl Controller for TaskController<'_> {
+    fn test(&self, expr: &str) -> Result<bool, ArgError> {
+        self.templates.test(expr, self.ctx).map_err(|e| {
+            ArgError::new(format!("`{expr}`: {}", template::describe(&e)))
+                .hint("an expression as in `when:`, over the host's variables")
+        })
+    }
+
+    fn var(&self, name: &str) -> Option<Value> {
+        let v = self.ctx.get_attr(name).ok()?;
+        (!v.is_undefined()).then(|| serde_json::to_value(&v).ok()).flatten()
+    }
+
     fn read_file(&self, src: &str) -> Result<Vec<u8>, ArgError> {
         let dirs = self.role.file_dirs(self.project);
         let path = find_file(dirs.clone(), src).ok_or_else(|| {
@@ -475,7 +505,11 @@ pub fn referenced_names(task: &Task, templates: &Templates) -> Vec<String> {
         strings(l, &mut texts);
     }
     let mut names = Vec::new();
-    for w in &task.when {
+    for w in task
+        .when
+        .iter()
+        .chain(&modules::expressions(&task.module, &task.args))
+    {
         names.extend(templates.expression_names(w));
     }
     for t in texts {

@@ -63,6 +63,14 @@ fn rendered_names(e: &Entry, project: &Project, templates: &Templates) -> Option
     Some(names)
 }
 
+/// `ignore_errors`: a failed unit is reported as ignored; its result keeps `failed`, so a
+/// later task can read it from `register`.
+fn ignoring(e: &Entry, r: &mut TaskReport, res: &UnitResult) {
+    if e.task.ignore_errors && res.failed && r.status == Status::Failed {
+        r.status = Status::Ignored;
+    }
+}
+
 /// A unit waiting in the round queue.
 struct Queued {
     entry: usize,
@@ -134,11 +142,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
 
     /// Makes `facts` visible to this host's templates (variables that read them render now).
     pub fn set_facts(&mut self, facts: &Value) {
-        self.scope.set(
-            "facts",
-            bosun_model::template::jv(facts),
-            &self.ctx.opts.extra_vars,
-        );
+        self.scope
+            .set_facts(&bosun_model::template::jv(facts), &self.ctx.opts.extra_vars);
         self.scope.resolve(self.ctx.templates);
         self.facts_known = true;
     }
@@ -240,6 +245,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             predicted: false,
             always: false,
             handler: entry.handler,
+            shown: false,
             message: None,
         }
     }
@@ -266,7 +272,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             return false;
         }
         let known = |n: &String| {
-            (n != "facts" || self.facts_known)
+            (!crate::facts::is_fact_name(n) || self.facts_known)
                 && !self.scope.is_unresolved(n)
                 && !pending_regs.contains_key(n)
         };
@@ -343,7 +349,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 let wait_facts = !self.facts_known
                     && (names
                         .iter()
-                        .any(|n| n == "facts" || self.scope.is_unresolved(n))
+                        .any(|n| crate::facts::is_fact_name(n) || self.scope.is_unresolved(n))
                         || (any_name && self.scope.has_unresolved()));
                 let blocked = wait_facts
                     || names.iter().any(|n| pending_regs.contains_key(n))
@@ -447,7 +453,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             // 3. Book results; a task is done when all its units are.
             let mut failed = false;
             for ((entry, res), slot) in finished.into_iter().zip(slots) {
-                failed |= res.failed;
+                failed |= res.failed && !entries[entry].task.ignore_errors;
                 results.entry(entry).or_default().push((slot, res));
                 if let Some(n) = remaining.get_mut(&entry) {
                     *n -= 1;
@@ -588,6 +594,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             r.always = o.always;
             r.predicted = o.predicted;
             r.message = o.message;
+            r.shown = q.unit.module.shows_result();
             if self.ctx.opts.diff {
                 r.diff = o.diff.as_ref().map(|d| {
                     let mut fd = crate::diff::render(d);
@@ -597,6 +604,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             }
             let mut res = o.result;
             self.post_conditions(e, &mut r, &mut res);
+            ignoring(e, &mut r, &res);
             self.emit(r);
             finished.push((q.entry, res));
         }
@@ -730,6 +738,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 if r.status == Status::Failed {
                     res.failed = true;
                 }
+                ignoring(e, &mut r, &res);
                 self.emit(r);
                 return Ok(vec![(entry, res)]);
             }

@@ -65,6 +65,7 @@ pub struct HostStats {
     pub changed: u32,
     pub failed: u32,
     pub skipped: u32,
+    pub ignored: u32,
     pub changed_tasks: Vec<String>,
 }
 
@@ -82,6 +83,7 @@ impl HostStats {
             }
             Status::Failed => self.failed += 1,
             Status::Skipped => self.skipped += 1,
+            Status::Ignored => self.ignored += 1,
         }
     }
 }
@@ -151,7 +153,7 @@ pub fn preflight(
                     }
                 }
             }
-            scope.set_pending("facts");
+            scope.set_facts_pending();
             scope.resolve(templates);
             for role in &roles {
                 for (i, task) in role.tasks.iter().chain(role.handlers.iter()).enumerate() {
@@ -318,7 +320,7 @@ pub async fn run(
                 // results live for the play that registered them.
                 let mut scope = Scope::new(host, &pv);
                 if let Some(f) = state.get(&host.name).and_then(|s| s.facts.clone()) {
-                    scope.set("facts", f, &opts.extra_vars);
+                    scope.set_facts(&f, &opts.extra_vars);
                     scope.resolve(&templates);
                 }
                 let forks = forks.clone();
@@ -537,6 +539,7 @@ pub async fn run(
             changed: s.stats.changed,
             failed: s.stats.failed,
             skipped: s.stats.skipped,
+            ignored: s.stats.ignored,
             unreachable: s.unreachable.is_some(),
             interrupted: s.interrupted,
             seconds: s.seconds,

@@ -105,6 +105,9 @@ pub struct Task {
     pub delay: u64,
     pub until: Option<String>,
     pub run_once: bool,
+    /// `ignore_errors`: a failure is reported (as ignored) and registered, and the host
+    /// carries on.
+    pub ignore_errors: bool,
     /// `changed_when`: a boolean or an expression over the task's result.
     pub changed_when: Option<Value>,
     /// `failed_when`: an expression over the task's result.
@@ -164,6 +167,7 @@ const KEYWORDS: &[&str] = &[
     "delay",
     "until",
     "run_once",
+    "ignore_errors",
     "changed_when",
     "failed_when",
     "timeout",
@@ -446,6 +450,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         delay: 1,
         until: None,
         run_once: false,
+        ignore_errors: false,
         changed_when: None,
         failed_when: None,
         timeout: None,
@@ -495,6 +500,9 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
                 )
             }
             "run_once" => t.run_once = val.as_bool().ok_or_else(|| bad("true or false"))?,
+            "ignore_errors" => {
+                t.ignore_errors = val.as_bool().ok_or_else(|| bad("true or false"))?
+            }
             "changed_when" => {
                 if !(val.is_boolean() || val.is_string()) {
                     return Err(bad("true, false or an expression"));
@@ -615,6 +623,15 @@ mod tests {
         assert_eq!(e[0].place.line, 4);
         assert_eq!(e[0].place.col, 3);
         assert!(e[0].hint.as_deref().unwrap_or("").contains("template"));
+    }
+
+    #[test]
+    fn ignore_errors_is_true_or_false() {
+        let (t, e) = tasks("- name: a\n  file: {}\n  ignore_errors: true\n");
+        assert!(e.is_empty() && t[0].ignore_errors, "{e:?}");
+        let (_, e) = tasks("- name: a\n  file: {}\n  ignore_errors: maybe\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("ignore_errors"), "{}", e[0].message);
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub enum Expect {
 
 /// [`fileops::probe_path`] plus the full contents of a regular file of at most
 /// [`MAX_SIZE`] bytes.
-fn probe_text(path: &str) -> String {
+pub(super) fn probe_text(path: &str) -> String {
     let mut s = fileops::probe_path(path, None);
     s.push_str(&format!(
         "if [ -f \"$p\" ] && [ ! -L \"$p\" ]; then\n\
@@ -75,7 +75,7 @@ fn probe_text(path: &str) -> String {
 }
 
 /// The probed file: its state and, when it exists, its text.
-fn read_text(path: &str, obs: &Observed) -> Result<(PathState, Option<String>), ModuleError> {
+pub(super) fn read_text(path: &str, obs: &Observed) -> Result<(PathState, Option<String>), ModuleError> {
     let st = fileops::parse_path_state(obs)?;
     match st.kind {
         Kind::Absent => Ok((st, None)),
@@ -101,16 +101,16 @@ fn read_text(path: &str, obs: &Observed) -> Result<(PathState, Option<String>), 
 
 /// The outcome of an edit computed in plan.
 #[derive(Debug, PartialEq, Eq)]
-struct Edit {
+pub(super) struct Edit {
     /// New contents; `None` when nothing changes.
-    content: Option<String>,
+    pub(super) content: Option<String>,
     /// Summary when something changes, reason when not.
-    what: String,
-    details: Vec<String>,
+    pub(super) what: String,
+    pub(super) details: Vec<String>,
 }
 
 impl Edit {
-    fn none(reason: impl Into<String>) -> Self {
+    pub(super) fn none(reason: impl Into<String>) -> Self {
         Edit {
             content: None,
             what: reason.into(),
@@ -118,7 +118,7 @@ impl Edit {
         }
     }
 
-    fn change(content: String, summary: impl Into<String>) -> Self {
+    pub(super) fn change(content: String, summary: impl Into<String>) -> Self {
         Edit {
             content: Some(content),
             what: summary.into(),
@@ -128,7 +128,7 @@ impl Edit {
 }
 
 /// Turns an edit into a plan: contents first, then attributes.
-fn plan_edit(
+pub(super) fn plan_edit(
     path: &str,
     st: &PathState,
     old: Option<&str>,
@@ -200,7 +200,7 @@ fn plan_edit(
 }
 
 /// Shell for either action.
-fn apply_edit(path: &str, action: &Action, attrs: &Attrs, validate: Option<&str>) -> String {
+pub(super) fn apply_edit(path: &str, action: &Action, attrs: &Attrs, validate: Option<&str>) -> String {
     let p = quote(path);
     match action {
         Action::Attrs { writer } => format!(
@@ -232,7 +232,7 @@ fn apply_edit(path: &str, action: &Action, attrs: &Attrs, validate: Option<&str>
     }
 }
 
-fn check_path(module: &str, path: &str) -> Result<(), ArgError> {
+pub(super) fn check_path(module: &str, path: &str) -> Result<(), ArgError> {
     if !path.starts_with('/') {
         return Err(ArgError::new(format!(
             "{module}: path `{path}` must be absolute"
@@ -241,7 +241,7 @@ fn check_path(module: &str, path: &str) -> Result<(), ArgError> {
     Ok(())
 }
 
-fn check_validate(module: &str, v: &Option<String>) -> Result<(), ArgError> {
+pub(super) fn check_validate(module: &str, v: &Option<String>) -> Result<(), ArgError> {
     match v {
         Some(v) if !v.contains("%s") => Err(ArgError::new(format!(
             "{module}: `validate` must contain %s (the path of the file to check)"
@@ -266,13 +266,13 @@ pub fn de_scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
 
 /// One line of a file: its text and the line ending it had (`""` for a last line without).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Line {
-    text: String,
-    eol: &'static str,
+pub(super) struct Line {
+    pub(super) text: String,
+    pub(super) eol: &'static str,
 }
 
 impl Line {
-    fn new(text: impl Into<String>) -> Self {
+    pub(super) fn new(text: impl Into<String>) -> Self {
         Line {
             text: text.into(),
             eol: "\n",
@@ -280,7 +280,7 @@ impl Line {
     }
 }
 
-fn split_lines(s: &str) -> Vec<Line> {
+pub(super) fn split_lines(s: &str) -> Vec<Line> {
     s.split_inclusive('\n')
         .map(|l| {
             if let Some(t) = l.strip_suffix("\r\n") {
@@ -303,7 +303,7 @@ fn split_lines(s: &str) -> Vec<Line> {
         .collect()
 }
 
-fn join_lines(lines: &[Line]) -> String {
+pub(super) fn join_lines(lines: &[Line]) -> String {
     lines
         .iter()
         .map(|l| format!("{}{}", l.text, l.eol))
@@ -311,7 +311,7 @@ fn join_lines(lines: &[Line]) -> String {
 }
 
 /// Inserts `line` at `at`, giving an unterminated line before it a newline.
-fn insert_line(lines: &mut Vec<Line>, at: usize, line: Line) {
+pub(super) fn insert_line(lines: &mut Vec<Line>, at: usize, line: Line) {
     if at > 0 {
         if let Some(prev) = lines.get_mut(at - 1) {
             if prev.eol.is_empty() {
@@ -322,7 +322,7 @@ fn insert_line(lines: &mut Vec<Line>, at: usize, line: Line) {
     lines.insert(at, line);
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {

@@ -11,15 +11,20 @@
 //! That is why probes and applies are *text*, and why plan must not touch the network.
 
 pub mod apt;
+pub mod assert;
+pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod debug;
 pub mod file;
 pub mod fileops;
+pub mod git;
 pub mod group;
 pub mod lineinfile;
 pub mod npm;
 pub mod pip;
 pub mod postgresql;
+pub mod replace;
 pub mod support;
 pub mod sysctl;
 pub mod systemd;
@@ -194,6 +199,10 @@ pub trait Controller {
     /// A controller file or directory named in a task (`upload: src:`): absolute, or
     /// searched in the role's `files/` dirs, then the project root.
     fn find_path(&self, src: &str) -> Result<PathBuf, ArgError>;
+    /// Evaluates an expression (`assert: that:`) with the host's variables.
+    fn test(&self, expr: &str) -> Result<bool, ArgError>;
+    /// A variable's value (`debug: var:`), `None` when it is not defined.
+    fn var(&self, name: &str) -> Option<Value>;
 }
 
 /// One module, typed. Implemented by every file in this directory.
@@ -249,6 +258,20 @@ pub trait Module: Send + Sync + Sized + 'static {
         Some(Vec::new())
     }
 
+    /// Bare expressions (not `{{ }}` templates) the module evaluates on the controller when
+    /// it is built, named as its arguments name them (`assert: that:`). The engine counts
+    /// the variables they read like those of `when`, so the task waits for facts or a
+    /// registered result they need.
+    fn expressions(_args: &Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether the operator sees the task's result without `-v` (`debug`, `assert`'s
+    /// message): its plan's reason is shown like a change's summary.
+    fn shows_result(&self) -> bool {
+        false
+    }
+
     /// Values the module makes from its arguments that are as good as a secret (a
     /// password's SCRAM verifier). The engine adds them to the run's secrets when it
     /// builds the module, so they are redacted wherever they would show (`-vv` scripts,
@@ -270,6 +293,7 @@ pub trait DynModule: Send + Sync {
     fn applied_effects(&self, action: &(dyn Any + Send + Sync)) -> Effects;
     fn apply_guard(&self) -> Option<String>;
     fn secrets(&self) -> Vec<String>;
+    fn shows_result(&self) -> bool;
 }
 
 struct Named<M> {
@@ -333,6 +357,10 @@ impl<M: Module> DynModule for Named<M> {
     fn secrets(&self) -> Vec<String> {
         self.module.secrets()
     }
+
+    fn shows_result(&self) -> bool {
+        self.module.shows_result()
+    }
 }
 
 /// The states a package module (`apt`, `pip`, `npm`) can declare.
@@ -356,6 +384,9 @@ trait Build: Sync {
 
     /// [`Module::rendered_templates`] of the module type.
     fn rendered_templates(&self, args: &Value) -> Option<Vec<String>>;
+
+    /// [`Module::expressions`] of the module type.
+    fn expressions(&self, args: &Value) -> Vec<String>;
 }
 
 /// A module type's constructor, wrapped so that modules of different types sit in one list.
@@ -377,6 +408,10 @@ impl<M: Module> Build for Make<M> {
     fn rendered_templates(&self, args: &Value) -> Option<Vec<String>> {
         M::rendered_templates(args)
     }
+
+    fn expressions(&self, args: &Value) -> Vec<String> {
+        M::expressions(args)
+    }
 }
 
 /// Every module a task may use: its name, written only here, and how to build it.
@@ -385,12 +420,19 @@ impl<M: Module> Build for Make<M> {
 /// its file); a test keeps the list sorted and free of duplicates.
 const REGISTRY: &[(&str, &dyn Build)] = &[
     ("apt", &Make(|args, _| apt::Apt::from_args(args))),
+    ("assert", &Make(assert::Assert::from_args)),
+    (
+        "blockinfile",
+        &Make(|args, _| blockinfile::BlockInFile::from_args(args)),
+    ),
     (
         "command",
         &Make(|args, _| command::Command::from_args(args, false)),
     ),
     ("copy", &Make(copy::Copy::from_args)),
+    ("debug", &Make(debug::DebugMessage::from_args)),
     ("file", &Make(|args, _| file::File::from_args(args))),
+    ("git", &Make(|args, _| git::Git::from_args(args))),
     ("group", &Make(|args, _| group::Group::from_args(args))),
     ("ini", &Make(|args, _| lineinfile::Ini::from_args(args))),
     (
@@ -407,6 +449,11 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| postgresql::PgRole::from_args(args)),
     ),
     ("pip", &Make(|args, _| pip::Pip::from_args(args))),
+    ("replace", &Make(|args, _| replace::Replace::from_args(args))),
+    (
+        "service",
+        &Make(|args, _| systemd::Systemd::from_service_args(args)),
+    ),
     (
         "shell",
         &Make(|args, _| command::Command::from_args(args, true)),
@@ -456,6 +503,15 @@ pub fn rendered_templates(name: &str, args: &Value) -> Option<Vec<String>> {
     match REGISTRY.iter().find(|(n, _)| *n == name) {
         Some((_, make)) => make.rendered_templates(args),
         None => Some(Vec::new()),
+    }
+}
+
+/// The bare expressions a task of module `name` evaluates when it is built (see
+/// [`Module::expressions`]).
+pub fn expressions(name: &str, args: &Value) -> Vec<String> {
+    match REGISTRY.iter().find(|(n, _)| *n == name) {
+        Some((_, make)) => make.expressions(args),
+        None => Vec::new(),
     }
 }
 

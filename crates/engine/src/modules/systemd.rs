@@ -117,6 +117,22 @@ struct UnitState<'a> {
 }
 
 impl Systemd {
+    /// `service`: Ansible's name for starting and enabling a unit. It takes `name`, `state`
+    /// and `enabled` only; a unit file is `systemd`'s `content`.
+    pub fn from_service_args(args: Value) -> Result<Self, ArgError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)] // read only to refuse other keys
+        struct ServiceArgs {
+            name: String,
+            state: Option<Value>,
+            enabled: Option<Value>,
+        }
+        parse_args::<ServiceArgs>("service", args.clone())
+            .map_err(|e| e.hint("service takes name, state and enabled; use `systemd` for a unit file or daemon_reload"))?;
+        Systemd::from_args(args)
+    }
+
     pub fn from_args(args: Value) -> Result<Self, ArgError> {
         let a: Args = parse_args("systemd", args)?;
         let unit = unit_name(&a.name)?;
@@ -484,6 +500,17 @@ mod tests {
     use crate::modules::fileops::sha256_hex;
     use crate::modules::test_support::{run, temp_dir};
     use serde_json::json;
+
+    #[test]
+    fn service_is_systemd_without_unit_files() {
+        let s = Systemd::from_service_args(json!({"name": "nginx", "state": "started", "enabled": true}))
+            .expect("service args");
+        assert_eq!(s.unit, "nginx.service");
+        assert_eq!(s.enabled, Some(true));
+        let e = Systemd::from_service_args(json!({"name": "x", "content": "[Unit]\n"})).unwrap_err();
+        assert!(e.hint.as_deref().unwrap_or("").contains("use `systemd`"), "{e:?}");
+        assert!(Systemd::from_service_args(json!({"name": "x"})).is_err(), "nothing declared");
+    }
 
     fn module(v: Value) -> Systemd {
         Systemd::from_args(v).expect("valid args")

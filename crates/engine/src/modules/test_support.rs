@@ -23,6 +23,18 @@ impl Controller for FakeCtl {
     fn find_path(&self, src: &str) -> Result<PathBuf, ArgError> {
         Err(ArgError::new(format!("`{src}` not found")))
     }
+    /// `yes` and `1 == 1` hold, `no` does not; anything else is an error.
+    fn test(&self, expr: &str) -> Result<bool, ArgError> {
+        match expr {
+            "yes" | "1 == 1" => Ok(true),
+            "no" => Ok(false),
+            other => Err(ArgError::new(format!("`{other}`: undefined"))),
+        }
+    }
+    /// One variable, `port` = 8080.
+    fn var(&self, name: &str) -> Option<serde_json::Value> {
+        (name == "port").then(|| serde_json::json!(8080))
+    }
 }
 
 /// Runs `script` with the local `sh`, as a probe or apply would run on a host.

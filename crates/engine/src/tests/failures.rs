@@ -183,3 +183,23 @@ async fn until_gives_up_after_its_retries() {
     );
     assert_eq!(p.read("h1", "tries"), "x\nx\nx\n");
 }
+
+#[tokio::test]
+async fn ignore_errors_reports_the_failure_registers_it_and_goes_on() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: fails\n  shell: \"echo nope >&2; exit 4\"\n  ignore_errors: true\n  register: r\n\
+             - name: after\n  file: {path: \"{{ root }}/after-{{ r.rc }}-{{ r.failed }}\", state: directory}\n",
+        )],
+    );
+    let o = p.converge().await;
+    let r = o.task("h1", "fails");
+    assert_eq!(r.status, Status::Ignored, "{}", o.dump());
+    assert_eq!(r.message.as_deref(), Some("exit code 4: nope"));
+    assert_eq!(o.status("h1", "after"), Status::Changed, "{}", o.dump());
+    assert!(p.exists("h1", "after-4-true"), "the failure is registered");
+    assert_eq!(o.host_failed("h1"), None);
+    assert_eq!((o.recap("h1").failed, o.recap("h1").ignored), (0, 1));
+    assert!(!o.summary.failed);
+}
