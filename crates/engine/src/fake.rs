@@ -548,6 +548,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_upload_lands_whole_or_not_at_all() {
+        let net = FakeNet::new("self");
+        let c = conn(&net, "a");
+        let h = net.host("a");
+        let dest = h.path("conf");
+        let dest = dest.to_str().expect("a UTF-8 temp path");
+        c.upload(dest, b"one\n\x00two", 0o600).await.expect("uploads");
+        assert_eq!(std::fs::read(dest).expect("written"), b"one\n\x00two");
+        // The connection breaks before the next upload's script: the old file stays whole.
+        h.fault(On::Exec(2), Fault::Break("link down".into()));
+        assert!(c.upload(dest, b"new", 0o600).await.is_err());
+        assert_eq!(std::fs::read(dest).expect("still there"), b"one\n\x00two");
+        // It breaks after the script ran: the upload is reported failed (its end was not
+        // seen), and the file is the new one, whole.
+        h.fault(On::Exec(3), Fault::BreakAfter("link down".into()));
+        assert!(c.upload(dest, b"new", 0o600).await.is_err());
+        assert_eq!(std::fs::read(dest).expect("replaced"), b"new");
+        let beside: Vec<_> = std::fs::read_dir(&h.dir)
+            .expect("host dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("conf.bosun-"))
+            .collect();
+        assert!(beside.is_empty(), "{beside:?}");
+        // A directory that does not exist: the error names the path.
+        let e = c
+            .upload(h.path("missing/conf").to_str().expect("UTF-8"), b"x", 0o644)
+            .await
+            .expect_err("no such directory");
+        assert!(e.to_string().contains("missing/conf"), "{e}");
+    }
+
+    #[tokio::test]
     async fn scripts_run_in_the_host_directory_and_are_recorded() {
         let net = FakeNet::new("self");
         let c = conn(&net, "a");
