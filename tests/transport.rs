@@ -19,8 +19,14 @@ async fn ssh_runs_scripts_and_uploads_through_the_remote_trait() {
         .expect("connects to the loopback sshd");
     assert!(remote.connect_seconds() > 0.0);
 
-    let out = remote.run("echo out; echo err >&2; exit 3").await.expect("runs");
-    assert_eq!((out.rc, out.stdout.as_slice(), out.stderr.as_slice()), (3, &b"out\n"[..], &b"err\n"[..]));
+    let out = remote
+        .run("echo out; echo err >&2; exit 3")
+        .await
+        .expect("runs");
+    assert_eq!(
+        (out.rc, out.stdout.as_slice(), out.stderr.as_slice()),
+        (3, &b"out\n"[..], &b"err\n"[..])
+    );
 
     // Binary content, a name that needs quoting, a mode: written whole, then renamed.
     let dest = p.root.join("it's a file");
@@ -51,7 +57,10 @@ async fn ssh_runs_scripts_and_uploads_through_the_remote_trait() {
     // One connection: every script above went over it.
     assert_eq!(remote.exec_count(), 3);
     remote.close().await;
-    assert!(remote.run("true").await.is_err(), "a closed connection runs nothing");
+    assert!(
+        remote.run("true").await.is_err(),
+        "a closed connection runs nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,6 +234,7 @@ impl Event {
                         changed: _,
                         failed: _,
                         skipped: _,
+                        ignored: _,
                         unreachable: _,
                         interrupted: _,
                         seconds: _,

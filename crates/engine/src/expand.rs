@@ -304,6 +304,17 @@ pub fn find_file(dirs: Vec<PathBuf>, src: &str) -> Option<PathBuf> {
 
 impl Controller for TaskController<'_> {
     fn test(&self, expr: &str) -> Result<bool, ArgError> {
+        // Before any host is contacted (preflight), an expression over values that exist
+        // only at run time (facts, registered results) cannot be told yet: it holds for now
+        // and is evaluated for real on the host's turn.
+        let pending = self.templates.expression_names(expr).iter().any(|n| {
+            self.ctx
+                .get_attr(n)
+                .is_ok_and(|v| v.downcast_object_ref::<Pending>().is_some())
+        });
+        if pending {
+            return Ok(true);
+        }
         self.templates.test(expr, self.ctx).map_err(|e| {
             ArgError::new(format!("`{expr}`: {}", template::describe(&e)))
                 .hint("an expression as in `when:`, over the host's variables")
@@ -312,7 +323,9 @@ impl Controller for TaskController<'_> {
 
     fn var(&self, name: &str) -> Option<Value> {
         let v = self.ctx.get_attr(name).ok()?;
-        (!v.is_undefined()).then(|| serde_json::to_value(&v).ok()).flatten()
+        (!v.is_undefined())
+            .then(|| serde_json::to_value(&v).ok())
+            .flatten()
     }
 
     fn read_file(&self, src: &str) -> Result<Vec<u8>, ArgError> {

@@ -129,7 +129,13 @@ fn os_family(like: &str) -> String {
 
 /// The [`ANSIBLE_NAMES`] variables made from bosun's facts (the output of [`parse`]).
 pub fn ansible_aliases(facts: &Value) -> Map<String, Value> {
-    let text = |k: &str| facts.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |k: &str| {
+        facts
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let version = text("os_version");
     let mut all4 = Vec::new();
     let mut all6 = Vec::new();
@@ -199,14 +205,21 @@ mod tests {
         assert_eq!(a["ansible_memtotal_mb"], 3900);
         assert_eq!(a["ansible_processor_vcpus"], 4);
         assert_eq!(a["ansible_default_ipv4"]["address"], "10.0.0.5");
-        assert_eq!(a["ansible_all_ipv6_addresses"], serde_json::json!(["fd00::5"]));
+        assert_eq!(
+            a["ansible_all_ipv6_addresses"],
+            serde_json::json!(["fd00::5"])
+        );
         assert_eq!(a["ansible_facts"]["os_family"], "Debian");
         assert_eq!(a["ansible_service_mgr"], "systemd");
         // Every name the engine waits for is made, and nothing else.
         let mut made: Vec<&str> = a.keys().map(String::as_str).collect();
         made.sort_unstable();
         assert_eq!(made, ANSIBLE_NAMES);
-        assert!(is_fact_name("ansible_os_family") && is_fact_name("facts") && !is_fact_name("ansible_x"));
+        assert!(
+            is_fact_name("ansible_os_family")
+                && is_fact_name("facts")
+                && !is_fact_name("ansible_x")
+        );
         // Ubuntu is of the Debian family; an unknown ID keeps its own name.
         assert_eq!(os_family("ubuntu debian"), "Debian");
         assert_eq!(distribution("rocky"), "Rocky");

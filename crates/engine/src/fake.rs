@@ -554,7 +554,9 @@ mod tests {
         let h = net.host("a");
         let dest = h.path("conf");
         let dest = dest.to_str().expect("a UTF-8 temp path");
-        c.upload(dest, b"one\n\x00two", 0o600).await.expect("uploads");
+        c.upload(dest, b"one\n\x00two", 0o600)
+            .await
+            .expect("uploads");
         assert_eq!(std::fs::read(dest).expect("written"), b"one\n\x00two");
         // The connection breaks before the next upload's script: the old file stays whole.
         h.fault(On::Exec(2), Fault::Break("link down".into()));

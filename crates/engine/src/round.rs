@@ -722,6 +722,10 @@ mod tests {
         fn secrets(&self) -> Vec<String> {
             Vec::new()
         }
+
+        fn shows_result(&self) -> bool {
+            false
+        }
     }
 
     const NOTIFY: &[String] = &[];

@@ -97,7 +97,10 @@ impl Module for Assert {
     fn expressions(args: &Value) -> Vec<String> {
         match args.get("that") {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -114,12 +117,17 @@ mod tests {
     use serde_json::json;
 
     fn plan(v: Value) -> Result<Plan<()>, ModuleError> {
-        Assert::from_args(v, &FakeCtl).expect("args").plan(&Observed::default())
+        Assert::from_args(v, &FakeCtl)
+            .expect("args")
+            .plan(&Observed::default())
     }
 
     #[test]
     fn holds_or_fails_with_the_message() {
-        assert!(matches!(plan(json!({"that": ["yes", "1 == 1"]})), Ok(Plan::Unchanged { .. })));
+        assert!(matches!(
+            plan(json!({"that": ["yes", "1 == 1"]})),
+            Ok(Plan::Unchanged { .. })
+        ));
         let e = plan(json!({"that": ["yes", "no"]})).unwrap_err();
         assert_eq!(e.0, "assertion failed: no");
         let e = plan(json!({"that": "no", "fail_msg": "not ready"})).unwrap_err();
@@ -140,7 +148,10 @@ mod tests {
 
     #[test]
     fn its_expressions_are_named_for_the_wait() {
-        assert_eq!(Assert::expressions(&json!({"that": ["a > 1", "b"]})), ["a > 1", "b"]);
+        assert_eq!(
+            Assert::expressions(&json!({"that": ["a > 1", "b"]})),
+            ["a > 1", "b"]
+        );
         assert_eq!(Assert::expressions(&json!({"that": "c"})), ["c"]);
     }
 }

@@ -270,13 +270,18 @@ mod tests {
 
     #[test]
     fn anchors_custom_markers_and_absent() {
-        let b = m(json!({"path": "/etc/x", "block": "x", "marker": "## {mark} ssh", "insertafter": "^Port"}));
+        let b = m(
+            json!({"path": "/etc/x", "block": "x", "marker": "## {mark} ssh", "insertafter": "^Port"}),
+        );
         assert_eq!(
             after(&b, "Port 22\nother\n"),
             "Port 22\n## BEGIN ssh\nx\n## END ssh\nother\n"
         );
         let gone = m(json!({"path": "/etc/x", "marker": "## {mark} ssh", "state": "absent"}));
-        assert_eq!(after(&gone, "Port 22\n## BEGIN ssh\nx\n## END ssh\nother\n"), "Port 22\nother\n");
+        assert_eq!(
+            after(&gone, "Port 22\n## BEGIN ssh\nx\n## END ssh\nother\n"),
+            "Port 22\nother\n"
+        );
         assert!(gone.edit(Some("Port 22\n")).unwrap().content.is_none());
         let bof = m(json!({"path": "/etc/x", "block": "x", "insertbefore": "BOF"}));
         assert!(after(&bof, "y\n").starts_with("# BEGIN"));
@@ -295,7 +300,9 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_do_safely() {
         let b = m(json!({"path": "/etc/x", "block": "x"}));
-        let e = b.edit(Some("# BEGIN BOSUN MANAGED BLOCK\nx\n")).unwrap_err();
+        let e = b
+            .edit(Some("# BEGIN BOSUN MANAGED BLOCK\nx\n"))
+            .unwrap_err();
         assert!(e.0.contains("no `# END BOSUN MANAGED BLOCK`"), "{e}");
         assert!(b.edit(None).is_err(), "a missing file needs create");
         let c = m(json!({"path": "/etc/x", "block": "x", "create": true}));
@@ -304,7 +311,13 @@ mod tests {
             Some("# BEGIN BOSUN MANAGED BLOCK\nx\n# END BOSUN MANAGED BLOCK\n")
         );
         assert!(BlockInFile::from_args(json!({"path": "/x", "marker": "no mark"})).is_err());
-        assert!(BlockInFile::from_args(json!({"path": "/x", "block": "# END BOSUN MANAGED BLOCK"})).is_err());
-        assert!(BlockInFile::from_args(json!({"path": "/x", "insertafter": "a", "insertbefore": "b"})).is_err());
+        assert!(BlockInFile::from_args(
+            json!({"path": "/x", "block": "# END BOSUN MANAGED BLOCK"})
+        )
+        .is_err());
+        assert!(BlockInFile::from_args(
+            json!({"path": "/x", "insertafter": "a", "insertbefore": "b"})
+        )
+        .is_err());
     }
 }

@@ -78,7 +78,10 @@ mod tests {
     use serde_json::json;
 
     fn text(v: Value) -> String {
-        match DebugMessage::from_args(v, &FakeCtl).expect("args").plan(&Observed::default()) {
+        match DebugMessage::from_args(v, &FakeCtl)
+            .expect("args")
+            .plan(&Observed::default())
+        {
             Ok(Plan::Unchanged { reason }) => reason,
             p => panic!("{p:?}"),
         }

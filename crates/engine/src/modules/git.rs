@@ -51,7 +51,9 @@ pub enum Action {
 
 /// A full (SHA-1 or SHA-256) commit id: 40 or 64 lowercase hex digits.
 fn is_commit_id(s: &str) -> bool {
-    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    (s.len() == 40 || s.len() == 64)
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn short(id: &str) -> &str {
@@ -68,7 +70,8 @@ impl Git {
             )));
         }
         if a.repo.trim().is_empty() {
-            return Err(ArgError::new("git: repo is empty").hint("repo: https://github.com/saleor/saleor.git"));
+            return Err(ArgError::new("git: repo is empty")
+                .hint("repo: https://github.com/saleor/saleor.git"));
         }
         if let Some(v) = &a.version {
             if v.is_empty() || v.starts_with('-') || v.chars().any(char::is_whitespace) {
@@ -163,12 +166,18 @@ impl Module for Git {
     fn plan(&self, observed: &Observed) -> Result<Plan<Action>, ModuleError> {
         probe_failed(observed)?;
         let kv = observed.kv();
-        let want = kv.get("want").map(|w| w.to_string()).filter(|w| !w.is_empty());
+        let want = kv
+            .get("want")
+            .map(|w| w.to_string())
+            .filter(|w| !w.is_empty());
         let at = self.version.as_deref().unwrap_or("the remote's HEAD");
         let want_text = want.as_deref().map(short).unwrap_or("?");
         match kv.get("exists").copied() {
             Some("no") => Ok(Plan::Change(Change::new(
-                format!("clone {} at {at} ({want_text}) into {}", self.repo, self.dest),
+                format!(
+                    "clone {} at {at} ({want_text}) into {}",
+                    self.repo, self.dest
+                ),
                 Action::Clone { want },
             ))),
             Some("other") => Err(ModuleError::new(format!(
@@ -197,7 +206,11 @@ impl Module for Git {
                         self.dest
                     )));
                 }
-                let from = if head.is_empty() { "nothing" } else { short(head) };
+                let from = if head.is_empty() {
+                    "nothing"
+                } else {
+                    short(head)
+                };
                 Ok(Plan::Change(Change::new(
                     format!("update {} from {from} to {at} ({want_text})", self.dest),
                     Action::Update { want },
@@ -230,10 +243,9 @@ impl Module for Git {
                     fetch = self.fetch_and_checkout(want.as_deref()),
                 )
             }
-            Action::Update { want } => format!(
-                "__g={d}\n{}",
-                self.fetch_and_checkout(want.as_deref())
-            ),
+            Action::Update { want } => {
+                format!("__g={d}\n{}", self.fetch_and_checkout(want.as_deref()))
+            }
         }
     }
 
@@ -266,7 +278,11 @@ mod tests {
             .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -288,7 +304,8 @@ mod tests {
     }
 
     fn module(repo: &Path, dest: &Path, version: Option<&str>) -> Git {
-        let mut a = json!({"repo": format!("file://{}", repo.display()), "dest": dest.to_str().unwrap()});
+        let mut a =
+            json!({"repo": format!("file://{}", repo.display()), "dest": dest.to_str().unwrap()});
         if let Some(v) = version {
             a["version"] = json!(v);
         }
@@ -306,7 +323,10 @@ mod tests {
     }
 
     fn has_git() -> bool {
-        Command::new("git").arg("--version").output().is_ok_and(|o| o.status.success())
+        Command::new("git")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     #[test]
@@ -324,7 +344,10 @@ mod tests {
         assert!(matches!(converge(&m), Plan::Change(_)));
         assert_eq!(git(&dest, &["rev-parse", "HEAD"]), first);
         assert!(matches!(converge(&m), Plan::Unchanged { .. }), "idempotent");
-        assert!(!t.join("srv/app.bosun-clone").exists(), "no clone left beside it");
+        assert!(
+            !t.join("srv/app.bosun-clone").exists(),
+            "no clone left beside it"
+        );
 
         // A branch: updated to its tip.
         let m = module(&t.join("up"), &dest, Some("main"));
@@ -391,7 +414,9 @@ mod tests {
     fn bad_arguments_are_refused_before_any_host() {
         let e = Git::from_args(json!({"repo": "r", "dest": "rel/path"})).unwrap_err();
         assert!(e.message.contains("absolute"), "{e}");
-        let e = Git::from_args(json!({"repo": "r", "dest": "/srv/x", "version": "--upload-pack=x"})).unwrap_err();
+        let e =
+            Git::from_args(json!({"repo": "r", "dest": "/srv/x", "version": "--upload-pack=x"}))
+                .unwrap_err();
         assert!(e.message.contains("not a commit id"), "{e}");
         let e = Git::from_args(json!({"repo": " ", "dest": "/srv/x"})).unwrap_err();
         assert!(e.message.contains("repo is empty"), "{e}");
@@ -400,16 +425,35 @@ mod tests {
 
     #[test]
     fn plans_from_what_was_observed() {
-        let m = Git::from_args(json!({"repo": "https://example.invalid/r.git", "dest": "/srv/r", "version": "v1"})).unwrap();
+        let m = Git::from_args(
+            json!({"repo": "https://example.invalid/r.git", "dest": "/srv/r", "version": "v1"}),
+        )
+        .unwrap();
         let id = "a".repeat(40);
-        let p = m.plan(&Observed::stdout(&format!("exists=no\nwant={id}\n"))).unwrap();
-        assert!(matches!(p, Plan::Change(Change { action: Action::Clone { .. }, .. })));
-        let same = format!("exists=yes\nhead={id}\nurl=https://example.invalid/r.git\ndirty=no\nwant={id}\n");
-        assert!(matches!(m.plan(&Observed::stdout(&same)).unwrap(), Plan::Unchanged { .. }));
+        let p = m
+            .plan(&Observed::stdout(&format!("exists=no\nwant={id}\n")))
+            .unwrap();
+        assert!(matches!(
+            p,
+            Plan::Change(Change {
+                action: Action::Clone { .. },
+                ..
+            })
+        ));
+        let same = format!(
+            "exists=yes\nhead={id}\nurl=https://example.invalid/r.git\ndirty=no\nwant={id}\n"
+        );
+        assert!(matches!(
+            m.plan(&Observed::stdout(&same)).unwrap(),
+            Plan::Unchanged { .. }
+        ));
         let moved = same.replace(&format!("want={id}"), &format!("want={}", "b".repeat(40)));
         assert!(matches!(
             m.plan(&Observed::stdout(&moved)).unwrap(),
-            Plan::Change(Change { action: Action::Update { .. }, .. })
+            Plan::Change(Change {
+                action: Action::Update { .. },
+                ..
+            })
         ));
         assert!(is_commit_id(&id) && !is_commit_id("v1") && !is_commit_id(&"A".repeat(40)));
     }

@@ -75,7 +75,10 @@ pub(super) fn probe_text(path: &str) -> String {
 }
 
 /// The probed file: its state and, when it exists, its text.
-pub(super) fn read_text(path: &str, obs: &Observed) -> Result<(PathState, Option<String>), ModuleError> {
+pub(super) fn read_text(
+    path: &str,
+    obs: &Observed,
+) -> Result<(PathState, Option<String>), ModuleError> {
     let st = fileops::parse_path_state(obs)?;
     match st.kind {
         Kind::Absent => Ok((st, None)),
@@ -200,7 +203,12 @@ pub(super) fn plan_edit(
 }
 
 /// Shell for either action.
-pub(super) fn apply_edit(path: &str, action: &Action, attrs: &Attrs, validate: Option<&str>) -> String {
+pub(super) fn apply_edit(
+    path: &str,
+    action: &Action,
+    attrs: &Attrs,
+    validate: Option<&str>,
+) -> String {
     let p = quote(path);
     match action {
         Action::Attrs { writer } => format!(

@@ -449,7 +449,10 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| postgresql::PgRole::from_args(args)),
     ),
     ("pip", &Make(|args, _| pip::Pip::from_args(args))),
-    ("replace", &Make(|args, _| replace::Replace::from_args(args))),
+    (
+        "replace",
+        &Make(|args, _| replace::Replace::from_args(args)),
+    ),
     (
         "service",
         &Make(|args, _| systemd::Systemd::from_service_args(args)),

@@ -8,7 +8,7 @@
 
 use super::fileops::Attrs;
 use super::lineinfile::{
-    apply_edit, check_path, check_validate, plan_edit, plural, read_text, probe_text, Action, Edit,
+    apply_edit, check_path, check_validate, plan_edit, plural, probe_text, read_text, Action, Edit,
 };
 use super::{de_mode, parse_args, ArgError, Effects, Module, ModuleError, Observed, Plan};
 use regex::Regex;

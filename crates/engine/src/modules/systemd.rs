@@ -503,13 +503,22 @@ mod tests {
 
     #[test]
     fn service_is_systemd_without_unit_files() {
-        let s = Systemd::from_service_args(json!({"name": "nginx", "state": "started", "enabled": true}))
-            .expect("service args");
+        let s = Systemd::from_service_args(
+            json!({"name": "nginx", "state": "started", "enabled": true}),
+        )
+        .expect("service args");
         assert_eq!(s.unit, "nginx.service");
         assert_eq!(s.enabled, Some(true));
-        let e = Systemd::from_service_args(json!({"name": "x", "content": "[Unit]\n"})).unwrap_err();
-        assert!(e.hint.as_deref().unwrap_or("").contains("use `systemd`"), "{e:?}");
-        assert!(Systemd::from_service_args(json!({"name": "x"})).is_err(), "nothing declared");
+        let e =
+            Systemd::from_service_args(json!({"name": "x", "content": "[Unit]\n"})).unwrap_err();
+        assert!(
+            e.hint.as_deref().unwrap_or("").contains("use `systemd`"),
+            "{e:?}"
+        );
+        assert!(
+            Systemd::from_service_args(json!({"name": "x"})).is_err(),
+            "nothing declared"
+        );
     }
 
     fn module(v: Value) -> Systemd {

@@ -879,6 +879,12 @@ mod tests {
             fn find_path(&self, _: &str) -> Result<PathBuf, ArgError> {
                 Ok(self.0.clone())
             }
+            fn test(&self, expr: &str) -> Result<bool, ArgError> {
+                Err(ArgError::new(expr))
+            }
+            fn var(&self, _: &str) -> Option<serde_json::Value> {
+                None
+            }
         }
 
         #[test]

@@ -250,8 +250,8 @@ async fn debug_and_assert_run_on_the_controller_and_wait_for_what_they_read() {
         &[tasks(
             "- name: show\n  debug: {msg: \"{{ inventory_hostname }} has {{ facts.cpus }} cpus, password {{ app_password }}\"}\n\
              - name: probe\n  shell: \"echo 3\"\n  register: three\n  changed_when: false\n\
-             - name: holds\n  assert: {that: [\"facts.cpus > 0\", \"three.stdout | int == 3\"], success_msg: \"all good\"}\n\
-             - name: fails\n  assert: {that: \"three.stdout | int == 4\", fail_msg: \"not four\"}\n\
+             - name: holds\n  assert: {that: [\"facts.cpus > 0\", \"three.stdout | trim | int == 3\"], success_msg: \"all good\"}\n\
+             - name: fails\n  assert: {that: \"three.stdout | trim | int == 4\", fail_msg: \"not four\"}\n\
              - name: after\n  file: {path: \"{{ root }}/after\", state: directory}\n",
         )],
     );
@@ -260,7 +260,10 @@ async fn debug_and_assert_run_on_the_controller_and_wait_for_what_they_read() {
     assert_eq!(show.status, Status::Ok, "{}", o.dump());
     assert!(show.shown, "debug is shown without -v");
     let m = show.message.clone().unwrap_or_default();
-    assert!(m.starts_with("h1 has ") && m.ends_with("password <redacted>"), "{m}");
+    assert!(
+        m.starts_with("h1 has ") && m.ends_with("password <redacted>"),
+        "{m}"
+    );
     assert!(!o.dump().contains(SECRET));
     let holds = o.task("h1", "holds");
     assert_eq!(holds.status, Status::Ok, "{}", o.dump());
@@ -271,7 +274,10 @@ async fn debug_and_assert_run_on_the_controller_and_wait_for_what_they_read() {
     assert!(!p.exists("h1", "after"));
     // Nothing of debug or assert went to the host: only the command's round trips.
     assert!(
-        !p.host("h1").execs().iter().any(|e| e.script.contains("not four")),
+        !p.host("h1")
+            .execs()
+            .iter()
+            .any(|e| e.script.contains("not four")),
         "{:?}",
         p.host("h1").execs()
     );

@@ -198,7 +198,7 @@ async fn ignore_errors_reports_the_failure_registers_it_and_goes_on() {
     assert_eq!(r.status, Status::Ignored, "{}", o.dump());
     assert_eq!(r.message.as_deref(), Some("exit code 4: nope"));
     assert_eq!(o.status("h1", "after"), Status::Changed, "{}", o.dump());
-    assert!(p.exists("h1", "after-4-true"), "the failure is registered");
+    assert!(p.exists("h1", "after-4-True"), "the failure is registered");
     assert_eq!(o.host_failed("h1"), None);
     assert_eq!((o.recap("h1").failed, o.recap("h1").ignored), (0, 1));
     assert!(!o.summary.failed);

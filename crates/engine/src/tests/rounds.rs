@@ -346,14 +346,21 @@ async fn ansible_fact_names_wait_for_the_facts_like_facts_does() {
     );
     let o = p.converge().await;
     assert_eq!(o.status("h1", "same cpus"), Status::Changed, "{}", o.dump());
-    assert_eq!(o.status("h1", "named by its distribution"), Status::Changed, "{}", o.dump());
+    assert_eq!(
+        o.status("h1", "named by its distribution"),
+        Status::Changed,
+        "{}",
+        o.dump()
+    );
     assert!(p.exists("h1", "same"));
     // This machine's own ID, as the file name the template made of it.
     let id = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("ID=").map(|v| v.trim_matches('"').to_lowercase()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("ID=")
+                    .map(|v| v.trim_matches('"').to_lowercase())
+            })
         })
         .unwrap_or_else(|| "unknown".into());
     assert!(p.exists("h1", &id), "{}", o.dump());
