@@ -223,7 +223,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 .ctx
                 .roles
                 .iter()
-                .any(|r| r.name == role && r.handlers.iter().any(|h| h.name == handler));
+                .any(|r| r.name == role && r.handlers.iter().any(|h| h.answers(handler)));
             if known && !self.pending_earlier.contains(&key) {
                 self.notified.insert(key.clone());
                 self.pending_earlier.push(key);

@@ -405,7 +405,9 @@ pub async fn run(
                                 r.handlers
                                     .iter()
                                     .filter(|h| {
-                                        notified.contains(&(r.name.clone(), h.name.clone()))
+                                        notified
+                                            .iter()
+                                            .any(|(role, n)| *role == r.name && h.answers(n))
                                     })
                                     .map(move |h| Entry {
                                         role: r,

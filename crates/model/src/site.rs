@@ -97,6 +97,8 @@ pub struct Task {
     pub args: Value,
     pub when: Vec<String>,
     pub notify: Vec<String>,
+    /// Handlers only: topics that notify this handler besides its name (`listen:`).
+    pub listen: Vec<String>,
     pub tags: Vec<String>,
     pub loop_items: Option<Value>,
     pub loop_var: String,
@@ -116,6 +118,13 @@ pub struct Task {
     pub timeout: Option<std::time::Duration>,
     pub place: Place,
     pub role: String,
+}
+
+impl Task {
+    /// Whether a notification of `name` runs this handler: its name or a `listen` topic.
+    pub fn answers(&self, name: &str) -> bool {
+        self.name == name || self.listen.iter().any(|t| t == name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +168,7 @@ const KEYWORDS: &[&str] = &[
     "name",
     "when",
     "notify",
+    "listen",
     "tags",
     "loop",
     "loop_var",
@@ -352,11 +362,16 @@ impl Role {
         } else {
             Vec::new()
         };
-        // A notify must name a handler of this role (checked here, not at run time).
+        // A notify must name a handler of this role, or a topic one listens to (checked
+        // here, not at run time).
         for t in &tasks {
             for n in &t.notify {
-                if !handlers.iter().any(|h| &h.name == n) {
-                    let names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
+                if !handlers.iter().any(|h| h.answers(n)) {
+                    let names: Vec<&str> = handlers
+                        .iter()
+                        .flat_map(|h| std::iter::once(&h.name).chain(&h.listen))
+                        .map(String::as_str)
+                        .collect();
                     let mut e = LoadError::new(
                         t.place.clone(),
                         format!("notify names unknown handler `{n}`"),
@@ -425,6 +440,12 @@ fn load_tasks(
                         "a handler needs a `name` (tasks notify it by name)",
                     ));
                 }
+                if !handlers && !t.listen.is_empty() {
+                    errors.push(
+                        LoadError::new(t.place.clone(), "`listen` is for handlers, not tasks")
+                            .hint("move the task to handlers.yml, or notify a handler from it"),
+                    );
+                }
                 out.push(t)
             }
             Err(e) => errors.push(e),
@@ -442,6 +463,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         args: Value::Null,
         when: Vec::new(),
         notify: Vec::new(),
+        listen: Vec::new(),
         tags: Vec::new(),
         loop_items: None,
         loop_var: "item".into(),
@@ -467,6 +489,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
             "when" => {
                 t.when = strings(&val).ok_or_else(|| bad("an expression or a list of them"))?
             }
+            "listen" => t.listen = strings(&val).ok_or_else(|| bad("a topic or a list of them"))?,
             "notify" => {
                 t.notify = strings(&val).ok_or_else(|| bad("a handler name or a list of them"))?
             }
@@ -623,6 +646,17 @@ mod tests {
         assert_eq!(e[0].place.line, 4);
         assert_eq!(e[0].place.col, 3);
         assert!(e[0].hint.as_deref().unwrap_or("").contains("template"));
+    }
+
+    #[test]
+    fn listen_is_for_handlers_only() {
+        let (_, e) = tasks("- name: a\n  file: {}\n  listen: topic\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].message.contains("`listen` is for handlers"),
+            "{}",
+            e[0].message
+        );
     }
 
     #[test]

@@ -194,3 +194,29 @@ async fn a_failing_handler_fails_the_host() {
     // Not run: the notification stays recorded for the next run.
     assert!(p.host("h1").state_dir().join("notify/main").exists());
 }
+
+#[tokio::test]
+async fn a_topic_runs_every_handler_listening_to_it_once() {
+    let p = Project::new(
+        &["h1"],
+        &[
+            tasks(
+                "- name: conf\n  copy: {dest: \"{{ root }}/conf\", content: \"1\\n\"}\n  notify: web changed\n\
+                 - name: more\n  copy: {dest: \"{{ root }}/more\", content: \"2\\n\"}\n  notify: [web changed, restart cache]\n",
+            ),
+            handlers(
+                "- name: restart cache\n  shell: \"echo cache >> {{ root }}/ran\"\n  listen: web changed\n\
+                 - name: reload web\n  shell: \"echo web >> {{ root }}/ran\"\n  listen: [web changed]\n\
+                 - name: unrelated\n  shell: \"echo no >> {{ root }}/ran\"\n",
+            ),
+        ],
+    );
+    let o = p.converge().await;
+    // Each listening handler once, in the role's order; the one nobody notified not at all.
+    assert_eq!(p.read("h1", "ran"), "cache\nweb\n", "{}", o.dump());
+    assert!(!o.reported("h1", "unrelated"));
+    // Nothing changed the second time: no handler runs.
+    let again = p.converge().await;
+    assert!(!again.reported("h1", "reload web"), "{}", again.dump());
+    assert_eq!(p.read("h1", "ran"), "cache\nweb\n");
+}
