@@ -45,6 +45,9 @@ pub struct PlayCtx<'a> {
     pub limits: Timeouts,
     /// The play's roles (their handlers may be pending from an earlier run).
     pub roles: &'a [&'a Role],
+    /// Raised when a host fails in a play with `any_errors_fatal`: the others stop before
+    /// their next round.
+    pub fatal: &'a std::sync::atomic::AtomicBool,
 }
 
 /// The names the controller templates a task renders read (see
@@ -317,6 +320,13 @@ impl<'a, 'b> HostRun<'a, 'b> {
             // Interrupted: start nothing new.
             if self.ctx.opts.interrupt.level() > 0 {
                 return HostEnd::Interrupted;
+            }
+            if self.ctx.fatal.load(std::sync::atomic::Ordering::Relaxed) {
+                return self.fail_host(
+                    "any_errors_fatal",
+                    "stopped: another host of the play failed, and the play has `any_errors_fatal`"
+                        .into(),
+                );
             }
             // 1. Expand as many tasks as can be known now.
             while next < entries.len() {
@@ -795,6 +805,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             play_hosts: self.ctx.play_hosts,
             limits: self.ctx.limits,
             roles: self.ctx.roles,
+            fatal: self.ctx.fatal,
         };
         let mut stats = before.clone();
         let mut inner = HostRun::new(&ctx, self.host, self.conn, self.scope, &mut stats);

@@ -297,6 +297,7 @@ pub async fn run(
             probe: inv.timeouts.probe,
         };
         let mut play_failed = 0usize;
+        let fatal = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let pv = PlayVars {
             roles: &roles,
             play_vars: &play.vars,
@@ -333,6 +334,7 @@ pub async fn run(
                 let names = names_shared.clone();
                 let last_play = last_play.clone();
                 let roles = roles.clone();
+                let fatal = fatal.clone();
                 futs.push(async move {
                     let _permit = forks.acquire().await;
                     let t0 = Instant::now();
@@ -371,6 +373,7 @@ pub async fn run(
                         play_hosts: &names,
                         limits,
                         roles: &roles,
+                        fatal: &fatal,
                     };
                     let entries: Vec<Entry> = roles
                         .iter()
@@ -385,6 +388,9 @@ pub async fn run(
                     let mut run =
                         HostRun::new(&ctx, &host.name, conn.as_ref(), &mut scope, &mut stats);
                     let mut end = run.run(&entries).await;
+                    if end == HostEnd::Failed && play.any_errors_fatal {
+                        fatal.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let notified = std::mem::take(&mut run.notified);
                     if !run.pending_earlier.is_empty() {
                         emitter.send(Event::HandlersPending {
@@ -499,12 +505,13 @@ pub async fn run(
             let over = match play.max_fail_percentage {
                 Some(max) => pct > max,
                 None => play_failed == hosts.len(),
-            };
+            } || (play.any_errors_fatal && play_failed > 0);
             if over {
                 emitter.send(Event::PlayEnd {
                     play: play.name.clone(),
                     aborted: true,
                     reason: Some(match play.max_fail_percentage {
+                        _ if play.any_errors_fatal => format!("{play_failed} of {} hosts failed, and the play has any_errors_fatal", hosts.len()),
                         Some(max) => format!("{play_failed} of {} hosts failed ({pct:.0}% > max_fail_percentage {max})", hosts.len()),
                         None => "every host of the play failed".into(),
                     }),

@@ -82,6 +82,8 @@ pub struct Play {
     pub roles: Vec<String>,
     pub serial: Serial,
     pub max_fail_percentage: Option<f64>,
+    /// One host's failure stops the play on every host (after the task each is on).
+    pub any_errors_fatal: bool,
     pub vars: Map<String, Value>,
     pub tags: Vec<String>,
     /// `task_timeout:` — the deadline of every task of the play without its own `timeout`.
@@ -154,6 +156,8 @@ struct RawPlay {
     roles: Vec<Spanned<String>>,
     serial: Option<Value>,
     max_fail_percentage: Option<f64>,
+    #[serde(default)]
+    any_errors_fatal: bool,
     #[serde(default)]
     vars: Map<String, Value>,
     #[serde(default)]
@@ -282,6 +286,7 @@ impl Site {
                 roles: p.roles.into_iter().map(|r| r.value).collect(),
                 serial,
                 max_fail_percentage: p.max_fail_percentage,
+                any_errors_fatal: p.any_errors_fatal,
                 vars: p.vars,
                 tags: p.tags,
                 task_timeout,

@@ -156,3 +156,44 @@ async fn an_unreachable_host_counts_against_max_fail_percentage() {
     assert_eq!(p.host("h2").opens(), 0);
     assert!(o.play_end("rolling").is_some_and(|(aborted, _)| aborted));
 }
+
+#[tokio::test]
+async fn any_errors_fatal_stops_the_other_hosts_and_the_play() {
+    // One host at a time (forks 1), in inventory order: h1 fails, so h2 stops before its
+    // first round, and no later batch or play starts.
+    let p = Project::new(
+        &["h1", "h2"],
+        &[
+            tasks(FAILS_ON_H1),
+            LATER,
+            ("roles/site.yml", &site("  any_errors_fatal: true\n")),
+        ],
+    );
+    let o = p.run(crate::RunOptions { forks: 1, ..opts() }).await;
+    assert_eq!(
+        o.host_failed("h1").map(|(t, _)| t),
+        Some("fails on h1".to_string()),
+        "{}",
+        o.dump()
+    );
+    let (task, why) = o.host_failed("h2").expect("h2 stopped");
+    assert_eq!(task, "any_errors_fatal");
+    assert!(why.contains("another host of the play failed"), "{why}");
+    assert_eq!(p.host("h2").exec_count(), 0, "h2 ran nothing");
+    assert!(!p.exists("h2", "rolled") && !p.exists("h1", "later"));
+    let (aborted, reason) = o.play_end("rolling").expect("play end");
+    assert!(aborted);
+    assert!(reason.unwrap_or_default().contains("any_errors_fatal"));
+    assert_eq!(o.play_hosts("after"), None, "later plays do not start");
+}
+
+#[tokio::test]
+async fn without_any_errors_fatal_the_other_host_finishes() {
+    let p = Project::new(
+        &["h1", "h2"],
+        &[tasks(FAILS_ON_H1), LATER, ("roles/site.yml", &site(""))],
+    );
+    let o = p.run(crate::RunOptions { forks: 1, ..opts() }).await;
+    assert!(o.host_failed("h2").is_none(), "{}", o.dump());
+    assert!(p.exists("h2", "rolled") && p.exists("h2", "later"));
+}
