@@ -9,10 +9,10 @@
 
 use super::fileops::Attrs;
 use super::lineinfile::{
-    apply_edit, check_path, check_validate, insert_line, join_lines, plan_edit, probe_text,
-    read_text, split_lines, Action, Edit, Line, State,
+    check_path, check_validate, insert_line, join_lines, split_lines, text_edit_module, Edit, Line,
+    State,
 };
-use super::{de_mode, parse_args, ArgError, Effects, Module, ModuleError, Observed, Plan};
+use super::{de_mode, parse_args, ArgError, ModuleError};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
@@ -217,27 +217,7 @@ impl BlockInFile {
     }
 }
 
-impl Module for BlockInFile {
-    type Action = Action;
-
-    fn probe(&self) -> Option<String> {
-        Some(probe_text(&self.path))
-    }
-
-    fn plan(&self, observed: &Observed) -> Result<Plan<Action>, ModuleError> {
-        let (st, text) = read_text(&self.path, observed)?;
-        let edit = self.edit(text.as_deref())?;
-        plan_edit(&self.path, &st, text.as_deref(), edit, &self.attrs)
-    }
-
-    fn apply(&self, action: &Action) -> String {
-        apply_edit(&self.path, action, &self.attrs, self.validate.as_deref())
-    }
-
-    fn effects(&self) -> Effects {
-        Effects::Paths(vec![self.path.clone()])
-    }
-}
+text_edit_module!(BlockInFile);
 
 #[cfg(test)]
 mod tests {

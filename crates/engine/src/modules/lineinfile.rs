@@ -17,9 +17,7 @@
 
 use super::fileops::{self, attr_changes, Attrs, Kind, PathState};
 use super::writer::Writer;
-use super::{
-    de_mode, parse_args, ArgError, Change, Diff, Effects, Module, ModuleError, Observed, Plan,
-};
+use super::{de_mode, parse_args, ArgError, Change, Diff, ModuleError, Observed, Plan};
 use bosun_model::shell::quote;
 use regex::Regex;
 use serde::Deserialize;
@@ -338,6 +336,50 @@ pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+/// The `Module` impl every whole-file text editor shares (`lineinfile`, `ini`, `replace`,
+/// `blockinfile`): probe the file, compute the edit in plan with the type's own pure
+/// `edit(content)`, write it guarded. The type needs `path`, `attrs` and `validate` fields.
+macro_rules! text_edit_module {
+    ($t:ty) => {
+        impl $crate::modules::Module for $t {
+            type Action = $crate::modules::lineinfile::Action;
+
+            fn probe(&self) -> Option<String> {
+                Some($crate::modules::lineinfile::probe_text(&self.path))
+            }
+
+            fn plan(
+                &self,
+                observed: &$crate::modules::Observed,
+            ) -> Result<$crate::modules::Plan<Self::Action>, $crate::modules::ModuleError> {
+                let (st, text) = $crate::modules::lineinfile::read_text(&self.path, observed)?;
+                let edit = self.edit(text.as_deref())?;
+                $crate::modules::lineinfile::plan_edit(
+                    &self.path,
+                    &st,
+                    text.as_deref(),
+                    edit,
+                    &self.attrs,
+                )
+            }
+
+            fn apply(&self, action: &Self::Action) -> String {
+                $crate::modules::lineinfile::apply_edit(
+                    &self.path,
+                    action,
+                    &self.attrs,
+                    self.validate.as_deref(),
+                )
+            }
+
+            fn effects(&self) -> $crate::modules::Effects {
+                $crate::modules::Effects::Paths(vec![self.path.clone()])
+            }
+        }
+    };
+}
+pub(super) use text_edit_module;
+
 // ---------------------------------------------------------------------------------------
 // lineinfile
 // ---------------------------------------------------------------------------------------
@@ -532,27 +574,7 @@ impl LineInFile {
     }
 }
 
-impl Module for LineInFile {
-    type Action = Action;
-
-    fn probe(&self) -> Option<String> {
-        Some(probe_text(&self.path))
-    }
-
-    fn plan(&self, observed: &Observed) -> Result<Plan<Action>, ModuleError> {
-        let (st, text) = read_text(&self.path, observed)?;
-        let edit = self.edit(text.as_deref())?;
-        plan_edit(&self.path, &st, text.as_deref(), edit, &self.attrs)
-    }
-
-    fn apply(&self, action: &Action) -> String {
-        apply_edit(&self.path, action, &self.attrs, self.validate.as_deref())
-    }
-
-    fn effects(&self) -> Effects {
-        Effects::Paths(vec![self.path.clone()])
-    }
-}
+text_edit_module!(LineInFile);
 
 // ---------------------------------------------------------------------------------------
 // ini
@@ -831,32 +853,13 @@ fn section_range(lines: &[Line], section: Option<&str>) -> Option<(usize, usize)
     Some((start, end))
 }
 
-impl Module for Ini {
-    type Action = Action;
-
-    fn probe(&self) -> Option<String> {
-        Some(probe_text(&self.path))
-    }
-
-    fn plan(&self, observed: &Observed) -> Result<Plan<Action>, ModuleError> {
-        let (st, text) = read_text(&self.path, observed)?;
-        let edit = self.edit(text.as_deref())?;
-        plan_edit(&self.path, &st, text.as_deref(), edit, &self.attrs)
-    }
-
-    fn apply(&self, action: &Action) -> String {
-        apply_edit(&self.path, action, &self.attrs, self.validate.as_deref())
-    }
-
-    fn effects(&self) -> Effects {
-        Effects::Paths(vec![self.path.clone()])
-    }
-}
+text_edit_module!(Ini);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::modules::test_support::{run, temp_dir};
+    use crate::modules::Module;
     use base64::Engine;
     use serde_json::json;
 

@@ -7,10 +7,8 @@
 //! `${name}` in `replace` refer to groups.
 
 use super::fileops::Attrs;
-use super::lineinfile::{
-    apply_edit, check_path, check_validate, plan_edit, plural, probe_text, read_text, Action, Edit,
-};
-use super::{de_mode, parse_args, ArgError, Effects, Module, ModuleError, Observed, Plan};
+use super::lineinfile::{check_path, check_validate, plural, text_edit_module, Edit};
+use super::{de_mode, parse_args, ArgError, ModuleError};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
@@ -90,32 +88,12 @@ impl Replace {
     }
 }
 
-impl Module for Replace {
-    type Action = Action;
-
-    fn probe(&self) -> Option<String> {
-        Some(probe_text(&self.path))
-    }
-
-    fn plan(&self, observed: &Observed) -> Result<Plan<Action>, ModuleError> {
-        let (st, text) = read_text(&self.path, observed)?;
-        let edit = self.edit(text.as_deref())?;
-        plan_edit(&self.path, &st, text.as_deref(), edit, &self.attrs)
-    }
-
-    fn apply(&self, action: &Action) -> String {
-        apply_edit(&self.path, action, &self.attrs, self.validate.as_deref())
-    }
-
-    fn effects(&self) -> Effects {
-        Effects::Paths(vec![self.path.clone()])
-    }
-}
+text_edit_module!(Replace);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::Plan;
+    use crate::modules::{Module, Plan};
     use serde_json::json;
 
     fn m(v: Value) -> Replace {
