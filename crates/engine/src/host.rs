@@ -541,6 +541,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     task_limit: self.task_limit(e),
                     role: &e.role.name,
                     notify: &e.task.notify,
+                    become_user: e.task.become_user.as_deref().or(self
+                        .ctx
+                        .play
+                        .become_user
+                        .as_deref()),
                 }
             })
             .collect();

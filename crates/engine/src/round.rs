@@ -16,6 +16,7 @@ use crate::event::Status;
 use crate::host::record_notification;
 use crate::modules::{fileops, Change, Diff, DynModule, Effects, ModuleError, Observed, Plan};
 use crate::remote::Killed;
+use bosun_model::shell::quote;
 use serde_json::{json, Value};
 use std::any::Any;
 use std::time::Duration;
@@ -31,6 +32,23 @@ pub struct RoundUnit<'a> {
     pub role: &'a str,
     /// The handlers a change notifies (recorded on the host by the apply step itself).
     pub notify: &'a [String],
+    /// `become_user`: the account its probe and apply run as (root when `None`).
+    pub become_user: Option<&'a str>,
+}
+
+/// `body` run as `user` (the task's `become_user`): with `runuser` when the script runs as
+/// root (it needs no password), with `sudo -n -u` otherwise. It starts in the user's home,
+/// since the script's own directory may be one the user cannot enter (`/root`).
+pub fn as_user(user: Option<&str>, body: &str) -> String {
+    let Some(user) = user else {
+        return body.to_string();
+    };
+    let u = quote(user);
+    let inner = quote(&format!("cd \"$HOME\" 2>/dev/null || cd /\n{body}\n"));
+    format!(
+        "if [ \"$(id -u)\" = 0 ]; then runuser -u {u} -- /bin/sh -c {inner}; \
+         else sudo -n -H -u {u} -- /bin/sh -c {inner}; fi"
+    )
 }
 
 /// The result of one unit, in the shape `register` exposes.
@@ -155,13 +173,16 @@ pub fn probes<'a>(
     let mut shared_of = Vec::new();
     for (qi, u) in units.iter().enumerate() {
         let m = u.module;
-        match m.path_probe() {
+        // A path probe shared with the others runs as root: one that must see the files
+        // as another user does runs its own probe, as that user.
+        match m.path_probe().filter(|_| u.become_user.is_none()) {
             Some(pp) => {
                 shared.push(pp);
                 shared_of.push(qi);
                 step_of.push(None);
             }
             None => step_of.push(m.probe().map(|p| {
+                let p = as_user(u.become_user, &p);
                 if m.slow_probe() {
                     batch.push_background(&p, u.probe_limit)
                 } else {
@@ -388,7 +409,8 @@ pub fn applies(units: &[RoundUnit], planned: &[Planned], guard_token: String) ->
         else {
             continue;
         };
-        let mut body = u.module.apply(change.action.as_ref());
+        // The notification is recorded as root, in bosun's own state directory.
+        let mut body = as_user(u.become_user, &u.module.apply(change.action.as_ref()));
         if !wait_only && !u.notify.is_empty() {
             a.records_notification = true;
             body = format!(
@@ -400,7 +422,11 @@ pub fn applies(units: &[RoundUnit], planned: &[Planned], guard_token: String) ->
             Some(g) => {
                 a.rechecked.push(i);
                 a.batch.push_limited(
-                    &format!("if {g}; then echo '{}'; exit 0; fi\n{body}", a.guard_token),
+                    &format!(
+                        "if {}; then echo '{}'; exit 0; fi\n{body}",
+                        as_user(u.become_user, g),
+                        a.guard_token
+                    ),
                     u.task_limit,
                 )
             }
@@ -738,6 +764,7 @@ mod tests {
                 task_limit: Duration::from_secs(2),
                 role: "web",
                 notify: NOTIFY,
+                become_user: None,
             })
             .collect()
     }

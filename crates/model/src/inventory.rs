@@ -424,6 +424,7 @@ impl Inventory {
             }
             merge(&mut vars, &h.value.vars);
             merge(&mut vars, &h.value.secrets);
+            check_become_password(path, name, &h.referenced, &vars, &secret_values)?;
             let address = h.value.address.clone().unwrap_or_else(|| name.clone());
             // The host's own, else its most specific group's (same order as vars), else the default.
             let jump = match jump_setting(path, &h.value.jump)? {
@@ -597,6 +598,47 @@ fn jump_setting(
     }
 }
 
+/// Names a host's sudo password may have: bosun's, and Ansible's two.
+pub const BECOME_PASSWORD_VARS: &[&str] = &[
+    "become_password",
+    "ansible_become_password",
+    "ansible_become_pass",
+];
+
+impl Host {
+    /// The password `sudo` asks for when `become` is on, from the host's secrets. The
+    /// transport sends it on the channel's input, never on a command line.
+    pub fn become_password(&self) -> Option<&str> {
+        BECOME_PASSWORD_VARS
+            .iter()
+            .find_map(|k| self.vars.get(*k).and_then(Value::as_str))
+    }
+}
+
+/// A sudo password must be a secret (a `secrets:` map or the secrets file): as a plain
+/// variable it would be printed wherever variables are.
+fn check_become_password(
+    path: &Path,
+    host: &str,
+    loc: &serde_saphyr::Location,
+    vars: &Map<String, Value>,
+    secrets: &BTreeSet<String>,
+) -> Result<(), LoadError> {
+    for k in BECOME_PASSWORD_VARS {
+        let Some(v) = vars.get(*k) else { continue };
+        if !v.as_str().is_some_and(|s| secrets.contains(s)) {
+            return Err(LoadError::new(
+                Place::at(path, loc),
+                format!("host `{host}`: `{k}` must be a secret string, not a plain variable"),
+            )
+            .hint(format!(
+                "move it under `secrets:` (or into secrets_file): secrets: {{ {k}: ... }}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn validate_name(
     path: &Path,
     name: &str,
@@ -756,6 +798,28 @@ groups:
         assert_eq!(i.hosts["lb"].user, "admin");
         assert_eq!(i.known_hosts, PathBuf::from("inventory/kh"));
         assert!(i.secret_values.contains("hunter22"));
+    }
+
+    #[test]
+    fn become_password_comes_only_from_secrets() {
+        let p = Path::new("inv.yml");
+        let i = Inventory::parse(
+            p,
+            "hosts:\n  a: {secrets: {become_password: hunter2}}\n  b: {secrets: {ansible_become_pass: x2}}\n  c: {}\n",
+        )
+        .expect("secret passwords load");
+        assert_eq!(i.hosts["a"].become_password(), Some("hunter2"));
+        assert_eq!(i.hosts["b"].become_password(), Some("x2"));
+        assert_eq!(i.hosts["c"].become_password(), None);
+        let e = Inventory::parse(p, "hosts:\n  a:\n    vars: {become_password: hunter2}\n")
+            .expect_err("a plain variable is refused");
+        assert!(
+            e.message.contains("become_password") && e.message.contains("secret"),
+            "{}",
+            e.message
+        );
+        assert_eq!((e.place.line, e.hint.is_some()), (3, true), "{e:?}");
+        assert!(!e.message.contains("hunter2"), "the value is not repeated");
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Play {
     pub tags: Vec<String>,
     /// `task_timeout:` — the deadline of every task of the play without its own `timeout`.
     pub task_timeout: Option<std::time::Duration>,
+    /// `become_user:` — the account every task of the play without its own runs as.
+    pub become_user: Option<String>,
     pub place: Place,
 }
 
@@ -118,6 +120,9 @@ pub struct Task {
     pub failed_when: Option<String>,
     /// `timeout:` — how long the task's remote step may run before it is killed.
     pub timeout: Option<std::time::Duration>,
+    /// `become_user:` — the account the task's probe and apply run as (the play's when
+    /// the task names none; root otherwise).
+    pub become_user: Option<String>,
     pub place: Place,
     pub role: String,
 }
@@ -163,6 +168,7 @@ struct RawPlay {
     #[serde(default)]
     tags: Vec<String>,
     task_timeout: Option<Spanned<Value>>,
+    become_user: Option<Spanned<String>>,
 }
 
 type RawTask = Spanned<IndexMap<Spanned<String>, Spanned<Value>>>;
@@ -182,6 +188,7 @@ const KEYWORDS: &[&str] = &[
     "until",
     "run_once",
     "ignore_errors",
+    "become_user",
     "changed_when",
     "failed_when",
     "timeout",
@@ -246,6 +253,19 @@ impl Site {
                     }
                 },
             };
+            let become_user = match p.become_user {
+                Some(u) if !is_user_name(&u.value) => {
+                    errors.push(
+                        LoadError::new(
+                            Place::at(path, &u.referenced),
+                            format!("become_user `{}` is not a user name", u.value),
+                        )
+                        .hint("become_user: postgres"),
+                    );
+                    None
+                }
+                u => u.map(|u| u.value),
+            };
             for r in &p.roles {
                 if roles.contains_key(&r.value) {
                     continue;
@@ -290,6 +310,7 @@ impl Site {
                 vars: p.vars,
                 tags: p.tags,
                 task_timeout,
+                become_user,
                 place,
             });
         }
@@ -481,6 +502,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         changed_when: None,
         failed_when: None,
         timeout: None,
+        become_user: None,
         place: place.clone(),
         role: role.to_string(),
     };
@@ -542,6 +564,13 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
                     positive_seconds(&val)
                         .ok_or_else(|| bad("a positive number of seconds").hint("timeout: 300"))?,
                 )
+            }
+            "become_user" => {
+                let u = val.as_str().ok_or_else(|| bad("a user name"))?;
+                if !is_user_name(u) {
+                    return Err(bad("a user name").hint("become_user: postgres"));
+                }
+                t.become_user = Some(u.to_string())
             }
             "failed_when" => {
                 t.failed_when = Some(
@@ -607,6 +636,16 @@ fn strings(v: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// A POSIX account name (what `runuser -u` and `sudo -u` accept without surprises): it
+/// goes into the remote script quoted, but a name that could be an option is refused here.
+fn is_user_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphanumeric() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '-' | '.'))
+        && s.len() <= 32
+}
+
 fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
     c.next()
@@ -662,6 +701,16 @@ mod tests {
             "{}",
             e[0].message
         );
+    }
+
+    #[test]
+    fn become_user_is_a_user_name() {
+        let (t, e) = tasks("- name: a\n  file: {}\n  become_user: postgres\n");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(t[0].become_user.as_deref(), Some("postgres"));
+        let (_, e) = tasks("- name: a\n  file: {}\n  become_user: \"-o x\"\n");
+        assert!(e[0].message.contains("become_user"), "{}", e[0].message);
+        assert_eq!(e[0].place.line, 3, "{:?}", e[0]);
     }
 
     #[test]

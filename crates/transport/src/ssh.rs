@@ -254,12 +254,23 @@ impl Verifier {
     }
 }
 
+/// The runner when sudo needs a password. The password is the first line of the channel's
+/// input, so it never appears on a command line or in a process list. A sudo that does
+/// not ask (NOPASSWD, or a cached ticket) would otherwise leave that line to be run as the
+/// script's first command, so the runner reads it itself and hands it to `sudo -S` only
+/// when `sudo -n true` says a password is needed. `-p ''` keeps the prompt out of stderr.
+const SUDO_WITH_PASSWORD: &str = "/bin/sh -c 'IFS= read -r p; \
+     if sudo -n true 2>/dev/null; then p=; exec sudo -n -H /bin/sh -c \"b=\\$(cat) && eval \\\"\\$b\\\"\"; fi; \
+     { printf \"%s\\n\" \"$p\"; p=; exec cat; } | sudo -S -p \"\" -H /bin/sh -c \"b=\\$(cat) && eval \\\"\\$b\\\"\"'";
+
 /// An authenticated connection to one host.
 pub struct Connection {
     handle: Handle<Verifier>,
     channels: Semaphore,
     execs: AtomicU64,
     become_root: bool,
+    /// sudo's password (a secret of the inventory): the first line each script sends.
+    become_password: Option<String>,
     pub addr: String,
     pub connect_seconds: f64,
     /// The tunnel through jump hosts this connection runs in, held open while it lives.
@@ -460,6 +471,7 @@ impl Connection {
             channels: Semaphore::new(opts.max_channels),
             execs: AtomicU64::new(0),
             become_root: host.become_root && host.user != "root",
+            become_password: host.become_password().map(str::to_string),
             addr,
             connect_seconds: 0.0,
             _via: via,
@@ -520,7 +532,7 @@ impl Connection {
         };
         let mut ch = self.handle.channel_open_session().await.map_err(err)?;
         ch.exec(true, self.runner()).await.map_err(err)?;
-        ch.data(format!("{PROLOGUE}{script}").as_bytes())
+        ch.data(format!("{}{PROLOGUE}{script}", self.password_line()).as_bytes())
             .await
             .map_err(err)?;
         ch.eof().await.map_err(err)?;
@@ -582,8 +594,14 @@ impl Connection {
                 user: "sudo".into(),
                 addr: self.addr.clone(),
                 reason: format!(
-                    "{}; bosun needs passwordless sudo (NOPASSWD) for the remote user",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    "{}; {}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    if self.become_password.is_some() {
+                        "check the host's become_password secret"
+                    } else {
+                        "bosun needs passwordless sudo (NOPASSWD) for the remote user, \
+                         or a become_password secret"
+                    }
                 ),
             });
         }
@@ -596,10 +614,19 @@ impl Connection {
         // it never consume the rest of the script as their input (and, as the module doc
         // says, never shows in a process list); the price is one `cat` per round trip.
         let runner = "/bin/sh -c 'b=$(cat) && eval \"$b\"'";
-        if self.become_root {
-            format!("sudo -n -H {runner}")
-        } else {
-            runner.to_string()
+        match (self.become_root, &self.become_password) {
+            (false, _) => runner.to_string(),
+            (true, None) => format!("sudo -n -H {runner}"),
+            (true, Some(_)) => SUDO_WITH_PASSWORD.to_string(),
+        }
+    }
+
+    /// What goes before every script on the channel: sudo's password and a newline when
+    /// the inventory gives one (see [`SUDO_WITH_PASSWORD`]), nothing otherwise.
+    fn password_line(&self) -> String {
+        match (&self.become_password, self.become_root) {
+            (Some(p), true) => format!("{p}\n"),
+            _ => String::new(),
         }
     }
 
@@ -631,7 +658,9 @@ __i=0
         }
         if let Ok(mut k) = self.handle.channel_open_session().await {
             if k.exec(true, self.runner()).await.is_ok()
-                && k.data(kill.as_bytes()).await.is_ok()
+                && k.data(format!("{}{kill}", self.password_line()).as_bytes())
+                    .await
+                    .is_ok()
                 && k.eof().await.is_ok()
             {
                 let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -854,6 +883,74 @@ impl Drop for RawMode {
 mod tests {
     use super::*;
     use futures::StreamExt;
+
+    /// Runs the password runner with a stand-in `sudo` first on PATH: `asks` says whether
+    /// `sudo -n true` fails (a password is needed). The stand-in accepts only the password
+    /// `pw` on `-S`, and logs every command line it gets.
+    fn sudo_runner(asks: bool, input: &str) -> (String, String) {
+        let dir =
+            std::env::temp_dir().join(format!("bosun-sudo-{}-{}", std::process::id(), asks as u8));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let sudo = dir.join("sudo");
+        std::fs::write(
+            &sudo,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {log}\n                 if [ \"$1 $2\" = \"-n true\" ]; then exit {n}; fi\n                 if [ \"$1\" = -S ]; then IFS= read -r pw; [ \"$pw\" = pw ] || {{ echo 'sudo: wrong password' >&2; exit 1; }}; fi\n                 while [ \"${{1#-}}\" != \"$1\" ]; do [ \"$1\" = -p ] && shift; shift; done\n                 exec \"$@\"\n",
+                log = dir.join("log").display(),
+                n = if asks { 1 } else { 0 },
+            ),
+        )
+        .expect("write sudo");
+        std::process::Command::new("chmod")
+            .args(["+x", &sudo.display().to_string()])
+            .status()
+            .expect("chmod");
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", SUDO_WITH_PASSWORD])
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        (String::from_utf8_lossy(&out.stdout).into_owned(), log)
+    }
+
+    #[test]
+    fn sudo_gets_the_password_on_its_input_and_the_script_runs() {
+        let (out, log) = sudo_runner(true, "pw\necho ran; echo \"$0\"\n");
+        assert_eq!(out.lines().next(), Some("ran"), "{out}");
+        assert!(log.contains("-S -p  -H /bin/sh -c"), "{log}");
+        assert!(
+            !log.contains("pw\n") && !log.contains(" pw"),
+            "never on a command line: {log}"
+        );
+    }
+
+    #[test]
+    fn a_sudo_that_asks_nothing_never_runs_the_password_line() {
+        // `sudo -n true` passes: the password line must not reach the shell as a command.
+        let (out, log) = sudo_runner(false, "touch-me-not\necho ran\n");
+        assert_eq!(out.trim(), "ran", "{out}");
+        assert!(log.contains("-n -H /bin/sh -c"), "{log}");
+        assert!(!log.contains("touch-me-not"), "{log}");
+    }
 
     /// A host on a loopback port nothing listens on: connecting fails at once.
     fn closed(name: &str) -> Host {

@@ -10,6 +10,7 @@ mod control;
 mod deadlines;
 mod failures;
 mod handlers;
+mod identity;
 mod interrupt;
 mod rounds;
 mod serial;
