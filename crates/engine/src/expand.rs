@@ -253,6 +253,8 @@ pub struct Unit {
     pub task: usize,
     pub label: Option<String>,
     pub module: Box<dyn DynModule>,
+    /// The task's `become_user`, rendered for this item.
+    pub become_user: Option<String>,
 }
 
 pub enum ItemOutcome {
@@ -474,10 +476,30 @@ pub fn expand(
         })?;
         // What the module derived from a secret (a password's verifier) is secret too.
         templates.secrets().add(module.secrets());
+        let become_user = match &task.become_user {
+            None => None,
+            Some(u) => {
+                let u = templates
+                    .render_str(u, &ctx)
+                    .map_err(|e| terr(task, "become_user", &e))?;
+                if !bosun_model::site::is_user_name(&u) {
+                    return Err(ExpandError {
+                        place: task.place.clone(),
+                        message: format!(
+                            "task `{}`: become_user `{u}` is not a user name",
+                            task.name
+                        ),
+                        hint: Some("become_user: postgres".into()),
+                    });
+                }
+                Some(u)
+            }
+        };
         out.push(ItemOutcome::Run(Unit {
             task: idx,
             label,
             module,
+            become_user,
         }));
     }
     Ok(out)

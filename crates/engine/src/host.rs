@@ -541,7 +541,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     task_limit: self.task_limit(e),
                     role: &e.role.name,
                     notify: &e.task.notify,
-                    become_user: e.task.become_user.as_deref().or(self
+                    become_user: q.unit.become_user.as_deref().or(self
                         .ctx
                         .play
                         .become_user

@@ -567,7 +567,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
             }
             "become_user" => {
                 let u = val.as_str().ok_or_else(|| bad("a user name"))?;
-                if !is_user_name(u) {
+                if !is_user_name(u) && !crate::template::has_syntax(u) {
                     return Err(bad("a user name").hint("become_user: postgres"));
                 }
                 t.become_user = Some(u.to_string())
@@ -637,8 +637,9 @@ fn strings(v: &Value) -> Option<Vec<String>> {
 }
 
 /// A POSIX account name (what `runuser -u` and `sudo -u` accept without surprises): it
-/// goes into the remote script quoted, but a name that could be an option is refused here.
-fn is_user_name(s: &str) -> bool {
+/// goes into the remote script quoted, but a name that could be an option is refused. A
+/// task's `become_user` may be a template, checked again once rendered.
+pub fn is_user_name(s: &str) -> bool {
     let mut c = s.chars();
     c.next()
         .is_some_and(|f| f.is_ascii_alphanumeric() || f == '_')

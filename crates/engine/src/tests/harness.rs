@@ -104,6 +104,32 @@ impl Project {
         self.run(opts()).await
     }
 
+    /// The preflight's errors (file:line, message), as `bosun converge` checks before it
+    /// connects anywhere; empty when the site would run.
+    pub fn preflight(&self) -> Vec<(String, u64, String)> {
+        let inv = Inventory::load(&self.dir.join("inventory.yml"))
+            .unwrap_or_else(|e| panic!("inventory: {}", e.render()));
+        let site = match crate::load_site(&self.dir.join("roles/site.yml")) {
+            Ok(s) => s,
+            Err(e) => {
+                return e
+                    .0
+                    .into_iter()
+                    .map(|e| (e.place.file.display().to_string(), e.place.line, e.message))
+                    .collect()
+            }
+        };
+        let templates = Templates::with_secrets(SecretSet::new(&inv.secret_values));
+        match crate::preflight(&inv, &site, &opts(), &templates) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.into_iter()
+                    .map(|e| (e.place.file.display().to_string(), e.place.line, e.message))
+                    .collect()
+            }
+        }
+    }
+
     /// Runs the site as the command line does: load, preflight, run; collects the events.
     pub async fn run(&self, opts: RunOptions) -> Outcome {
         let inv = Inventory::load(&self.dir.join("inventory.yml"))

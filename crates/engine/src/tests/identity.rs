@@ -80,3 +80,38 @@ async fn a_file_the_user_cannot_write_fails_as_that_user() {
         "nobody cannot write in root's directory"
     );
 }
+
+#[tokio::test]
+async fn a_templated_become_user_is_rendered_per_item_and_checked() {
+    if !is_root() {
+        eprintln!("skipped: switching to nobody needs root");
+        return;
+    }
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: each\n  command: id -un\n  loop: [nobody, root]\n  become_user: \"{{ item }}\"\n  register: r\n\
+             - name: keep\n  copy: {dest: \"{{ root }}/who\", content: \"{{ r.results | map(attribute='stdout') | map('trim') | join(' ') }}\"}\n",
+        )],
+    );
+    let o = p.converge().await;
+    assert_eq!(p.read("h1", "who"), "nobody root", "{}", o.dump());
+}
+
+#[test]
+fn a_become_user_that_renders_to_no_user_name_is_a_preflight_error() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: fine\n  command: id -un\n- name: bad\n  command: id -un\n  become_user: \"{{ '-o' }}\"\n",
+        )],
+    );
+    let errors = p.preflight();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (file, line, message) = &errors[0];
+    assert!(
+        file.ends_with("roles/main/tasks.yml") && *line == 3,
+        "{errors:?}"
+    );
+    assert!(message.contains("not a user name"), "{message}");
+}
