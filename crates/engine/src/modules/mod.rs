@@ -18,6 +18,7 @@ pub mod copy;
 pub mod debug;
 pub mod file;
 pub mod fileops;
+pub mod get_url;
 pub mod git;
 pub mod group;
 pub mod lineinfile;
@@ -432,6 +433,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
     ("copy", &Make(copy::Copy::from_args)),
     ("debug", &Make(debug::DebugMessage::from_args)),
     ("file", &Make(|args, _| file::File::from_args(args))),
+    ("get_url", &Make(|args, _| get_url::GetUrl::from_args(args))),
     ("git", &Make(|args, _| git::Git::from_args(args))),
     ("group", &Make(|args, _| group::Group::from_args(args))),
     ("ini", &Make(|args, _| lineinfile::Ini::from_args(args))),
