@@ -116,8 +116,10 @@ impl GetUrl {
 /// `sha256:HEX` → lowercase hex; other algorithms are refused by name.
 fn parse_checksum(c: &str) -> Result<String, ArgError> {
     let bad = || {
-        ArgError::new(format!("get_url: checksum `{c}` is not `sha256:` and 64 hex digits"))
-            .hint("checksum: \"sha256:9f86d08...\" (sha256sum prints the digits)")
+        ArgError::new(format!(
+            "get_url: checksum `{c}` is not `sha256:` and 64 hex digits"
+        ))
+        .hint("checksum: \"sha256:9f86d08...\" (sha256sum prints the digits)")
     };
     let (algo, hex) = c.split_once(':').ok_or_else(bad)?;
     if !algo.eq_ignore_ascii_case("sha256") {
@@ -375,7 +377,11 @@ mod tests {
         let m = module(json!({"url": url, "dest": dest, "checksum": want}));
         let e = converge(&m).unwrap_err();
         assert!(e.contains("not the declared"), "{e}");
-        assert!(entries(&t.join("out")).is_empty(), "{:?}", entries(&t.join("out")));
+        assert!(
+            entries(&t.join("out")).is_empty(),
+            "{:?}",
+            entries(&t.join("out"))
+        );
         // An existing dest with the wrong contents survives a mismatch untouched.
         std::fs::write(&dest, "old\n").unwrap();
         assert!(converge(&m).is_err());
@@ -427,7 +433,13 @@ mod tests {
         let Plan::Change(c) = plan else {
             panic!("{plan:?}")
         };
-        assert!(matches!(c.action, Action::Download { with: Downloader::Wget, .. }));
+        assert!(matches!(
+            c.action,
+            Action::Download {
+                with: Downloader::Wget,
+                ..
+            }
+        ));
         let out = run(&m.apply(&c.action));
         assert_eq!(out.rc, 0, "{}", out.stderr);
         server.join().unwrap();

@@ -12,9 +12,11 @@
 
 pub mod apt;
 pub mod assert;
+pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod cron;
 pub mod debug;
 pub mod file;
 pub mod fileops;
@@ -22,6 +24,7 @@ pub mod get_url;
 pub mod git;
 pub mod group;
 pub mod lineinfile;
+pub mod mount;
 pub mod npm;
 pub mod pip;
 pub mod postgresql;
@@ -423,6 +426,10 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
     ("apt", &Make(|args, _| apt::Apt::from_args(args))),
     ("assert", &Make(assert::Assert::from_args)),
     (
+        "authorized_key",
+        &Make(|args, _| authorized_key::AuthorizedKey::from_args(args)),
+    ),
+    (
         "blockinfile",
         &Make(|args, _| blockinfile::BlockInFile::from_args(args)),
     ),
@@ -431,6 +438,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| command::Command::from_args(args, false)),
     ),
     ("copy", &Make(copy::Copy::from_args)),
+    ("cron", &Make(|args, _| cron::Cron::from_args(args))),
     ("debug", &Make(debug::DebugMessage::from_args)),
     ("file", &Make(|args, _| file::File::from_args(args))),
     ("get_url", &Make(|args, _| get_url::GetUrl::from_args(args))),
@@ -441,6 +449,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         "lineinfile",
         &Make(|args, _| lineinfile::LineInFile::from_args(args)),
     ),
+    ("mount", &Make(|args, _| mount::Mount::from_args(args))),
     ("npm", &Make(|args, _| npm::Npm::from_args(args))),
     (
         "pg_database",
