@@ -35,6 +35,7 @@ pub mod systemd;
 pub mod template;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod unarchive;
 pub mod upload;
 pub mod user;
 pub mod wait_for;
@@ -478,6 +479,10 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| systemd::Systemd::from_args(args)),
     ),
     ("template", &Make(template::Template::from_args)),
+    (
+        "unarchive",
+        &Make(|args, _| unarchive::Unarchive::from_args(args)),
+    ),
     ("upload", &Make(upload::Upload::from_args)),
     ("user", &Make(|args, _| user::User::from_args(args))),
     (
