@@ -7,7 +7,9 @@
 //!
 //! - `present`: the fstab line only; nothing is mounted or unmounted.
 //! - `mounted`: the line, and the filesystem mounted (the mount point is created); when
-//!   it is already mounted and its line changed, it is remounted with the new options.
+//!   it is already mounted and its line changed, it is remounted with the new options
+//!   (`mount -o remount` applies options only: a changed `src` or `fstype` of a mounted
+//!   filesystem takes effect when it is next mounted).
 //! - `unmounted`: unmounted if mounted; fstab is left alone.
 //! - `absent`: unmounted if mounted, and the line removed.
 //!
