@@ -12,15 +12,19 @@
 
 pub mod apt;
 pub mod assert;
+pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod cron;
 pub mod debug;
 pub mod file;
 pub mod fileops;
+pub mod get_url;
 pub mod git;
 pub mod group;
 pub mod lineinfile;
+pub mod mount;
 pub mod npm;
 pub mod pip;
 pub mod postgresql;
@@ -31,6 +35,7 @@ pub mod systemd;
 pub mod template;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod unarchive;
 pub mod upload;
 pub mod user;
 pub mod wait_for;
@@ -422,6 +427,10 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
     ("apt", &Make(|args, _| apt::Apt::from_args(args))),
     ("assert", &Make(assert::Assert::from_args)),
     (
+        "authorized_key",
+        &Make(|args, _| authorized_key::AuthorizedKey::from_args(args)),
+    ),
+    (
         "blockinfile",
         &Make(|args, _| blockinfile::BlockInFile::from_args(args)),
     ),
@@ -430,8 +439,10 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| command::Command::from_args(args, false)),
     ),
     ("copy", &Make(copy::Copy::from_args)),
+    ("cron", &Make(|args, _| cron::Cron::from_args(args))),
     ("debug", &Make(debug::DebugMessage::from_args)),
     ("file", &Make(|args, _| file::File::from_args(args))),
+    ("get_url", &Make(|args, _| get_url::GetUrl::from_args(args))),
     ("git", &Make(|args, _| git::Git::from_args(args))),
     ("group", &Make(|args, _| group::Group::from_args(args))),
     ("ini", &Make(|args, _| lineinfile::Ini::from_args(args))),
@@ -439,6 +450,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         "lineinfile",
         &Make(|args, _| lineinfile::LineInFile::from_args(args)),
     ),
+    ("mount", &Make(|args, _| mount::Mount::from_args(args))),
     ("npm", &Make(|args, _| npm::Npm::from_args(args))),
     (
         "pg_database",
@@ -467,6 +479,10 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| systemd::Systemd::from_args(args)),
     ),
     ("template", &Make(template::Template::from_args)),
+    (
+        "unarchive",
+        &Make(|args, _| unarchive::Unarchive::from_args(args)),
+    ),
     ("upload", &Make(upload::Upload::from_args)),
     ("user", &Make(|args, _| user::User::from_args(args))),
     (
