@@ -255,6 +255,8 @@ pub struct Unit {
     pub module: Box<dyn DynModule>,
     /// The task's `become_user`, rendered for this item.
     pub become_user: Option<String>,
+    /// The task's `delegate_to`, rendered for this item: whose connection runs it.
+    pub delegate_to: Option<String>,
 }
 
 pub enum ItemOutcome {
@@ -495,11 +497,22 @@ pub fn expand(
                 Some(u)
             }
         };
+        let delegate_to = match &task.delegate_to {
+            None => None,
+            Some(d) => Some(
+                templates
+                    .render_str(d, &ctx)
+                    .map_err(|e| terr(task, "delegate_to", &e))?
+                    .trim()
+                    .to_string(),
+            ),
+        };
         out.push(ItemOutcome::Run(Unit {
             task: idx,
             label,
             module,
             become_user,
+            delegate_to,
         }));
     }
     Ok(out)

@@ -246,105 +246,18 @@ impl FakeHost {
         let path = self.dir.join(format!(".fake/scripts/{n}.sh"));
         let broken = |e: std::io::Error| RemoteError(format!("{}: {e}", self.name));
         std::fs::write(&path, text).map_err(broken)?;
-        let mut child = self.command(&path).spawn().map_err(broken)?;
-        let pg = child.id();
-        let mut stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| RemoteError("no stdout".into()))?;
-        let mut stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| RemoteError("no stderr".into()))?;
-        let err_reader = tokio::spawn(async move {
-            let mut v = Vec::new();
-            let _ = stderr.read_to_end(&mut v).await;
-            v
-        });
-        let mut out = Output {
-            pgid: pg,
-            ..Output::default()
-        };
-        let mut clock = StopClock::new(watch, *lock(&self.grace));
-        let finishing = interrupt_reached(interrupt, 1);
-        let aborting = interrupt_reached(interrupt, 2);
-        tokio::pin!(finishing, aborting);
-        let mut eof = false;
-        let mut buf = [0u8; 8192];
-        let rc = loop {
-            tokio::select! {
-                r = stdout.read(&mut buf), if !eof => match r {
-                    Ok(0) | Err(_) => eof = true,
-                    Ok(k) => {
-                        out.stdout.extend_from_slice(&buf[..k]);
-                        clock.output(watch, &out.stdout);
-                    }
-                },
-                st = child.wait(), if eof => {
-                    break st.ok().map(exit_code);
-                }
-                _ = tokio::time::sleep_until(clock.until().into()) => {
-                    out.killed = Some(clock.expired(watch, Instant::now()));
-                    break None;
-                }
-                _ = &mut finishing, if !clock.in_grace() => clock.interrupted(),
-                _ = &mut aborting => {
-                    out.killed = Some(Killed::Interrupted);
-                    break None;
-                }
-            }
-        };
+        let child = self.command(&path).spawn().map_err(broken)?;
+        let grace = *lock(&self.grace);
+        let out =
+            crate::local::follow(child, watch, interrupt, grace, Duration::from_secs(1)).await?;
         if out.killed.is_some() {
-            let status = self.kill(pg, &mut child, &*watch).await;
-            // What the dying script still printed.
-            if !eof {
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    let mut rest = Vec::new();
-                    let _ = stdout.read_to_end(&mut rest).await;
-                    out.stdout.extend_from_slice(&rest);
-                })
-                .await;
-            }
-            out.rc = status.unwrap_or(137);
-        } else {
-            out.rc = rc.unwrap_or(-1);
+            self.cleanup(&*watch).await;
         }
-        out.stderr = tokio::time::timeout(Duration::from_secs(2), err_reader)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
         Ok(out)
     }
 
-    /// TERM, then KILL, the script's process group; then the watch's cleanup.
-    async fn kill(
-        &self,
-        pg: Option<u32>,
-        child: &mut tokio::process::Child,
-        watch: &dyn Watch,
-    ) -> Option<i32> {
-        let group = pg.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1);
-        if let Some(g) = group {
-            // SAFETY: signals to the process group this fake started for the script.
-            unsafe {
-                libc::kill(-g, libc::SIGTERM);
-            }
-        }
-        let status = match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
-            Ok(s) => s.ok().map(exit_code),
-            Err(_) => None,
-        };
-        if let Some(g) = group {
-            // SAFETY: as above; whatever of the group is left.
-            unsafe {
-                libc::kill(-g, libc::SIGKILL);
-            }
-        }
-        let status = match status {
-            Some(s) => Some(s),
-            None => child.wait().await.ok().map(exit_code),
-        };
+    /// The watch's cleanup, after a kill, in the host's directory.
+    async fn cleanup(&self, watch: &dyn Watch) {
         if let Some(c) = watch.cleanup() {
             lock(&self.cleanups).push(c.clone());
             let path = self.dir.join(".fake/scripts/cleanup.sh");
@@ -354,15 +267,7 @@ impl FakeHost {
                 }
             }
         }
-        status
     }
-}
-
-fn exit_code(st: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    st.code()
-        .or_else(|| st.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
 }
 
 /// One connection to a fake host.

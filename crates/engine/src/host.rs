@@ -48,6 +48,8 @@ pub struct PlayCtx<'a> {
     /// Raised when a host fails in a play with `any_errors_fatal`: the others stop before
     /// their next round.
     pub fatal: &'a std::sync::atomic::AtomicBool,
+    /// Other hosts' connections (and the controller's), for `delegate_to`.
+    pub delegates: &'a crate::run::Delegates,
 }
 
 /// The names the controller templates a task renders read (see
@@ -168,16 +170,42 @@ impl<'a, 'b> HostRun<'a, 'b> {
         self.ctx.limits.probe.min(self.task_limit(e))
     }
 
-    /// Runs a batch with its deadlines and the run's interrupt; remembers how it ended.
-    async fn run_batch(&mut self, b: &Batch) -> Result<Vec<StepEnd>, HostEnd> {
+    /// Fails the queue's first `n` units with `msg` (their connection could not be opened):
+    /// each is reported, and the caller books them as failed.
+    fn fail_units(
+        &mut self,
+        entries: &[Entry<'_>],
+        queue: &mut VecDeque<Queued>,
+        n: usize,
+        msg: &str,
+    ) -> Vec<(usize, UnitResult)> {
+        let mut finished = Vec::new();
+        for q in queue.drain(..n) {
+            let e = &entries[q.entry];
+            let mut r = self.report(e, q.unit.label.clone(), Status::Failed);
+            r.message = Some(msg.to_string());
+            let res = UnitResult {
+                failed: true,
+                msg: msg.to_string(),
+                ..Default::default()
+            };
+            ignoring(e, &mut r, &res);
+            self.emit(r);
+            finished.push((q.entry, res));
+        }
+        finished
+    }
+
+    /// Runs a batch on `conn` (this host's, or a delegate's) with its deadlines and the
+    /// run's interrupt; remembers how it ended.
+    async fn run_batch(&mut self, conn: &dyn Remote, b: &Batch) -> Result<Vec<StepEnd>, HostEnd> {
         // Interrupted (say while the probes ran): start nothing new, not even this
         // round's applies.
         if self.ctx.opts.interrupt.level() > 0 {
             return Err(HostEnd::Interrupted);
         }
         let mut watch = b.watch();
-        let out = self
-            .conn
+        let out = conn
             .run_watched(&b.script(), &mut watch, Some(&self.ctx.opts.interrupt))
             .await
             .map_err(|e| HostEnd::Unreachable(e.to_string()))?;
@@ -531,8 +559,24 @@ impl<'a, 'b> HostRun<'a, 'b> {
     ) -> Result<Vec<(usize, UnitResult)>, HostEnd> {
         let check = self.ctx.opts.check;
         let limit = self.ctx.limits.probe;
+        // A round runs on one connection: the queue's front units that share a
+        // `delegate_to` (or none).
+        let target = queue.front().and_then(|q| q.unit.delegate_to.clone());
+        let n = queue
+            .iter()
+            .take_while(|q| q.unit.delegate_to == target)
+            .count();
+        let delegate = match &target {
+            None => None,
+            Some(t) => match self.ctx.delegates.get(t).await {
+                Ok(c) => Some(c),
+                Err(msg) => return Ok(self.fail_units(entries, queue, n, &msg)),
+            },
+        };
+        let conn: &dyn Remote = delegate.as_deref().unwrap_or(self.conn);
         let units: Vec<RoundUnit> = queue
             .iter()
+            .take(n)
             .map(|q| {
                 let e = &entries[q.entry];
                 RoundUnit {
@@ -540,7 +584,13 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     probe_limit: self.probe_limit(e),
                     task_limit: self.task_limit(e),
                     role: &e.role.name,
-                    notify: &e.task.notify,
+                    // A change on another host is not recorded there as this host's
+                    // pending handler: the engine still notifies from the result.
+                    notify: if target.is_some() {
+                        &[]
+                    } else {
+                        &e.task.notify
+                    },
                     become_user: q.unit.become_user.as_deref().or(self
                         .ctx
                         .play
@@ -550,13 +600,15 @@ impl<'a, 'b> HostRun<'a, 'b> {
             })
             .collect();
         // Handlers notified by an earlier run that did not get to run them.
-        let pending = self.pending_handlers_unread.then(|| self.pending_probe());
-        self.pending_handlers_unread = false;
-        let probes = round::probes(&units, pending.as_deref(), !self.facts_known, limit);
+        // Both are this host's own: a delegated round reads neither.
+        let own = target.is_none();
+        let pending = (own && self.pending_handlers_unread).then(|| self.pending_probe());
+        self.pending_handlers_unread &= !own;
+        let probes = round::probes(&units, pending.as_deref(), own && !self.facts_known, limit);
         let observed = if probes.batch.is_empty() {
             Vec::new()
         } else {
-            self.run_batch(&probes.batch).await?
+            self.run_batch(conn, &probes.batch).await?
         };
         if let Some(StepEnd::Done(o)) = probes.pending_step.and_then(|ps| observed.get(ps)) {
             self.read_pending(o);
@@ -580,13 +632,20 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let shared = match probes.split_shared(&observed) {
             Some(shared) => shared,
             None => {
-                self.run_batch(&probes.shared_fallback(&units, limit))
+                self.run_batch(conn, &probes.shared_fallback(&units, limit))
                     .await?
             }
         };
         let observations = probes.observations(observed, shared);
 
-        let planned = round::plan(&units, &observations, check, &mut self.pending_effects);
+        // What a change on another host touches says nothing about this host's probes.
+        let mut elsewhere = Vec::new();
+        let effects = if own {
+            &mut self.pending_effects
+        } else {
+            &mut elsewhere
+        };
+        let planned = round::plan(&units, &observations, check, effects);
         let applies = (!check).then(|| {
             let token = format!("@@bosun-guard-holds-{:016x}", rand::random::<u64>());
             round::applies(&units, &planned, token)
@@ -595,7 +654,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let mut ran = outcomes.len();
         if let Some(a) = applies.filter(|a| !a.batch.is_empty()) {
             self.recorded |= a.records_notification;
-            let ends = self.run_batch(&a.batch).await?;
+            let ends = self.run_batch(conn, &a.batch).await?;
             ran = a.interpret(&ends, &self.last, &mut outcomes);
         }
         outcomes.truncate(ran);
@@ -811,6 +870,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             limits: self.ctx.limits,
             roles: self.ctx.roles,
             fatal: self.ctx.fatal,
+            delegates: self.ctx.delegates,
         };
         let mut stats = before.clone();
         let mut inner = HostRun::new(&ctx, self.host, self.conn, self.scope, &mut stats);

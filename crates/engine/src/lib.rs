@@ -16,6 +16,7 @@ pub mod facts;
 pub mod fake;
 pub mod host;
 pub mod interrupt;
+pub mod local;
 pub mod modules;
 pub mod remote;
 pub mod round;

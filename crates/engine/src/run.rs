@@ -157,8 +157,16 @@ pub fn preflight(
             scope.resolve(templates);
             for role in &roles {
                 for (i, task) in role.tasks.iter().chain(role.handlers.iter()).enumerate() {
-                    if let Err(e) = expand::expand(i, task, role, &site.project, templates, &scope)
-                    {
+                    let expanded = expand::expand(i, task, role, &site.project, templates, &scope);
+                    if let Ok(units) = &expanded {
+                        if let Some(e) = unknown_delegate(inv, task, units) {
+                            let key = (e.place.to_string(), e.place.line, e.message.clone());
+                            if seen.insert(key) {
+                                errors.push(e);
+                            }
+                        }
+                    }
+                    if let Err(e) = expanded {
                         // One report per task and message, not one per host.
                         let key = (e.place.to_string(), e.place.line, e.message.clone());
                         if seen.insert(key) {
@@ -175,6 +183,82 @@ pub fn preflight(
         Ok(())
     } else {
         Err(LoadErrors(errors))
+    }
+}
+
+/// A `delegate_to` naming neither an inventory host nor the controller.
+fn unknown_delegate(
+    inv: &Inventory,
+    task: &bosun_model::site::Task,
+    units: &[expand::ItemOutcome],
+) -> Option<LoadError> {
+    units.iter().find_map(|u| {
+        let expand::ItemOutcome::Run(u) = u else {
+            return None;
+        };
+        let d = u.delegate_to.as_deref()?;
+        if crate::local::is_local(d) || inv.hosts.contains_key(d) {
+            return None;
+        }
+        let known: Vec<&str> = inv.hosts.keys().map(String::as_str).collect();
+        let e = LoadError::new(
+            task.place.clone(),
+            format!(
+                "task `{}`: delegate_to `{d}` is not a host of the inventory",
+                task.name
+            ),
+        );
+        Some(match bosun_model::text::closest(d, &known) {
+            Some(s) => e.hint(format!("did you mean `{s}`? (`local` is the controller)")),
+            None => e.hint("name an inventory host, or `local` for the controller"),
+        })
+    })
+}
+
+/// Connections for `delegate_to`, opened on first use and kept for the whole run. They are
+/// kept apart from the hosts' own connections, which close after each host's last play
+/// while another host may still delegate to it.
+pub struct Delegates {
+    inv: Arc<Inventory>,
+    connector: Arc<dyn Connector>,
+    emitter: Arc<Emitter>,
+    open: Mutex<HashMap<String, Arc<dyn Remote>>>,
+}
+
+impl Delegates {
+    /// The connection to `name` (an inventory host, or the controller).
+    pub async fn get(&self, name: &str) -> Result<Arc<dyn Remote>, String> {
+        // Held while connecting: two hosts delegating to the same host share one connection.
+        let mut open = self.open.lock().await;
+        if let Some(c) = open.get(name) {
+            return Ok(c.clone());
+        }
+        let c: Arc<dyn Remote> = if crate::local::is_local(name) {
+            Arc::new(crate::local::Local::default())
+        } else {
+            let host =
+                self.inv.hosts.get(name).ok_or_else(|| {
+                    format!("delegate_to `{name}` is not a host of the inventory")
+                })?;
+            let c = self
+                .connector
+                .open(host)
+                .await
+                .map_err(|e| format!("delegate_to {name}: {e}"))?;
+            self.emitter.send(Event::HostConnected {
+                host: host.name.clone(),
+                seconds: c.connect_seconds(),
+            });
+            c
+        };
+        open.insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn close(&self) {
+        for c in self.open.lock().await.values() {
+            c.close().await;
+        }
     }
 }
 
@@ -231,6 +315,12 @@ pub async fn run(
         plays: site.plays.len(),
     });
     let conns: Arc<Mutex<HashMap<String, Arc<dyn Remote>>>> = Arc::new(Mutex::new(HashMap::new()));
+    let delegates = Arc::new(Delegates {
+        inv: inv.clone(),
+        connector: connector.clone(),
+        emitter: emitter.clone(),
+        open: Mutex::new(HashMap::new()),
+    });
     let mut state: BTreeMap<String, HostState> = all_hosts
         .iter()
         .map(|h| {
@@ -335,6 +425,7 @@ pub async fn run(
                 let last_play = last_play.clone();
                 let roles = roles.clone();
                 let fatal = fatal.clone();
+                let delegates = delegates.clone();
                 futs.push(async move {
                     let _permit = forks.acquire().await;
                     let t0 = Instant::now();
@@ -374,6 +465,7 @@ pub async fn run(
                         limits,
                         roles: &roles,
                         fatal: &fatal,
+                        delegates: &delegates,
                     };
                     let entries: Vec<Entry> = roles
                         .iter()
@@ -529,6 +621,7 @@ pub async fn run(
     for c in conns.lock().await.values() {
         c.close().await;
     }
+    delegates.close().await;
     let conns = conns.lock().await;
     let mut summary = RunSummary::default();
     let mut changed_tasks = Vec::new();

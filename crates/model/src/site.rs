@@ -123,6 +123,9 @@ pub struct Task {
     /// `become_user:` — the account the task's probe and apply run as (the play's when
     /// the task names none; root otherwise).
     pub become_user: Option<String>,
+    /// `delegate_to:` — the inventory host (or `local`, the controller) whose connection
+    /// runs the task, with this host's variables.
+    pub delegate_to: Option<String>,
     pub place: Place,
     pub role: String,
 }
@@ -189,6 +192,7 @@ const KEYWORDS: &[&str] = &[
     "run_once",
     "ignore_errors",
     "become_user",
+    "delegate_to",
     "changed_when",
     "failed_when",
     "timeout",
@@ -503,6 +507,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         failed_when: None,
         timeout: None,
         become_user: None,
+        delegate_to: None,
         place: place.clone(),
         role: role.to_string(),
     };
@@ -571,6 +576,13 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
                     return Err(bad("a user name").hint("become_user: postgres"));
                 }
                 t.become_user = Some(u.to_string())
+            }
+            "delegate_to" => {
+                let d = val
+                    .as_str()
+                    .filter(|d| !d.trim().is_empty())
+                    .ok_or_else(|| bad("a host name, or `local` for the controller"))?;
+                t.delegate_to = Some(d.to_string())
             }
             "failed_when" => {
                 t.failed_when = Some(

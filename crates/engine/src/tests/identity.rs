@@ -1,4 +1,4 @@
-//! As whom a task runs: `become_user` on a task and on a play. The fake runs its scripts
+//! As whom and where a task runs: `become_user` on a task and on a play, `delegate_to`. The fake runs its scripts
 //! as the user running the tests (root in CI), so `runuser` really switches accounts.
 
 use super::harness::*;
@@ -114,4 +114,97 @@ fn a_become_user_that_renders_to_no_user_name_is_a_preflight_error() {
         "{errors:?}"
     );
     assert!(message.contains("not a user name"), "{message}");
+}
+
+#[tokio::test]
+async fn delegate_to_runs_on_the_other_hosts_connection_with_this_hosts_vars() {
+    let p = Project::new(
+        &["h1", "h2"],
+        &[tasks(
+            "- name: mark\n  shell: echo {{ inventory_hostname }} >> marks\n  delegate_to: h2\n  when: inventory_hostname == 'h1'\n\
+             - name: own\n  file: {path: \"{{ root }}/own\", state: directory}\n",
+        )],
+    );
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "mark"), Status::Changed, "{}", o.dump());
+    // It ran in h2's directory (its "filesystem"), with h1's variables.
+    assert_eq!(p.read("h2", "marks"), "h1\n");
+    assert!(!p.exists("h1", "marks"));
+    assert!(p.exists("h1", "own") && p.exists("h2", "own"));
+    let on = |h: &str| {
+        p.host(h)
+            .execs()
+            .iter()
+            .filter(|e| e.script.contains(">> marks"))
+            .count()
+    };
+    assert_eq!((on("h1"), on("h2")), (0, 1), "sent to h2 only");
+}
+
+#[tokio::test]
+async fn delegate_to_local_runs_on_the_controller() {
+    let p = Project::new(
+        &["h1", "h2"],
+        &[tasks(
+            "- name: note on the controller\n  shell: echo from-{{ inventory_hostname }} > \"{{ shared }}/local-{{ inventory_hostname }}\"\n  delegate_to: local\n",
+        )],
+    );
+    let o = p.converge().await;
+    for h in ["h1", "h2"] {
+        assert_eq!(
+            o.status(h, "note on the controller"),
+            Status::Changed,
+            "{}",
+            o.dump()
+        );
+        let f = p.shared().join(format!("local-{h}"));
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap_or_default(),
+            format!("from-{h}\n")
+        );
+        assert!(
+            !p.host(h).execs().iter().any(|e| e.script.contains("from-")),
+            "nothing sent to {h}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_delegate_is_a_preflight_error_at_its_task() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: ok\n  command: id\n- name: elsewhere\n  command: id\n  delegate_to: h9\n",
+        )],
+    );
+    let errors = p.preflight();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (file, line, message) = &errors[0];
+    assert!(
+        file.ends_with("roles/main/tasks.yml") && *line == 3,
+        "{errors:?}"
+    );
+    assert!(message.contains("delegate_to `h9`"), "{message}");
+}
+
+#[tokio::test]
+async fn a_delegate_that_cannot_be_reached_fails_the_task_not_the_run() {
+    let p = Project::new(
+        &["h1", "h2"],
+        &[tasks(
+            "- name: via h2\n  command: id\n  delegate_to: h2\n  when: inventory_hostname == 'h1'\n  ignore_errors: true\n\
+             - name: after\n  file: {path: \"{{ root }}/after\", state: directory}\n  when: inventory_hostname == 'h1'\n",
+        )],
+    );
+    p.host("h2").unreachable("connection refused");
+    let o = p.converge().await;
+    let r = o.task("h1", "via h2");
+    assert_eq!(r.status, Status::Ignored, "{}", o.dump());
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.contains("connection refused")),
+        "{r:?}"
+    );
+    assert!(p.exists("h1", "after"), "h1 went on");
 }
