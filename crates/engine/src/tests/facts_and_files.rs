@@ -1,0 +1,47 @@
+//! Modules that read from the host into the run: `set_fact`, `slurp`, `fetch`.
+
+use super::harness::*;
+use crate::event::Status;
+
+#[tokio::test]
+async fn set_fact_sets_variables_that_later_tasks_read() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: facts\n  set_fact:\n    dir_name: \"made-{{ inventory_hostname }}\"\n    wanted: true\n\
+             - name: use them\n  file: {path: \"{{ root }}/{{ dir_name }}\", state: directory}\n  when: wanted\n\
+             - name: looped\n  set_fact: {last: \"{{ item }}\"}\n  loop: [a, b]\n\
+             - name: after loop\n  file: {path: \"{{ root }}/{{ last }}\", state: directory}\n\
+             - name: not wanted\n  file: {path: \"{{ root }}/never\", state: directory}\n  when: not wanted\n",
+        )],
+    );
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "facts"), Status::Ok, "{}", o.dump());
+    assert_eq!(o.status("h1", "use them"), Status::Changed);
+    assert!(p.exists("h1", "made-h1"), "{}", o.dump());
+    assert!(
+        p.exists("h1", "b") && !p.exists("h1", "a"),
+        "the last item wins"
+    );
+    assert_eq!(o.status("h1", "not wanted"), Status::Skipped);
+    assert!(!p.exists("h1", "never"));
+}
+
+#[tokio::test]
+async fn set_fact_evaluates_in_check_mode() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: facts\n  set_fact: {go: false}\n\
+             - name: gated\n  file: {path: \"{{ root }}/d\", state: directory}\n  when: go\n",
+        )],
+    );
+    let o = p
+        .run(crate::RunOptions {
+            check: true,
+            ..opts()
+        })
+        .await;
+    assert_eq!(o.status("h1", "facts"), Status::Ok, "{}", o.dump());
+    assert_eq!(o.status("h1", "gated"), Status::Skipped);
+}
