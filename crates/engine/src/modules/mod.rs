@@ -26,6 +26,7 @@ pub mod pip;
 pub mod postgresql;
 pub mod replace;
 pub mod set_fact;
+pub mod slurp;
 pub mod support;
 pub mod sysctl;
 pub mod systemd;
@@ -524,6 +525,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         "shell",
         &Make(|args, _| command::Command::from_args(args, true)),
     ),
+    ("slurp", &Make(|args, _| slurp::Slurp::from_args(args))),
     ("sysctl", &Make(|args, _| sysctl::Sysctl::from_args(args))),
     (
         "systemd",

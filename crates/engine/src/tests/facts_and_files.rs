@@ -45,3 +45,18 @@ async fn set_fact_evaluates_in_check_mode() {
     assert_eq!(o.status("h1", "facts"), Status::Ok, "{}", o.dump());
     assert_eq!(o.status("h1", "gated"), Status::Skipped);
 }
+
+#[tokio::test]
+async fn slurp_registers_the_file_for_later_tasks() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: read\n  slurp: {src: \"{{ root }}/token\"}\n  register: tok\n\
+             - name: use\n  copy: {dest: \"{{ root }}/copy\", content: \"{{ tok.content | b64decode }}\"}\n  when: tok.encoding == 'base64'\n",
+        )],
+    );
+    std::fs::write(p.root("h1").join("token"), "abc123\n").unwrap();
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "read"), Status::Ok, "{}", o.dump());
+    assert_eq!(p.read("h1", "copy"), "abc123\n");
+}
