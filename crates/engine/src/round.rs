@@ -274,6 +274,9 @@ pub enum Planned {
         guard: Option<String>,
         /// A wait: it changes nothing itself.
         wait_only: bool,
+        /// The module's fields for the registered result, read from the probe (an apply's
+        /// output replaces them).
+        fields: serde_json::Map<String, Value>,
     },
 }
 
@@ -352,6 +355,7 @@ pub fn plan(
                     predicted,
                     guard,
                     wait_only,
+                    fields: m.registered(&observed),
                 }
             }
         };
@@ -514,6 +518,7 @@ pub fn outcomes(
                 change,
                 predicted,
                 wait_only,
+                fields,
                 ..
             } => {
                 let result = if check {
@@ -521,11 +526,13 @@ pub fn outcomes(
                         changed: !wait_only,
                         skipped: true,
                         msg: "check mode".into(),
+                        extra: fields,
                         ..Default::default()
                     }
                 } else {
                     UnitResult {
                         changed: !wait_only,
+                        extra: fields,
                         ..Default::default()
                     }
                 };

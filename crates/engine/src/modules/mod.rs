@@ -16,6 +16,7 @@ pub mod blockinfile;
 pub mod command;
 pub mod copy;
 pub mod debug;
+pub mod fetch;
 pub mod file;
 pub mod fileops;
 pub mod git;
@@ -494,6 +495,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
     ),
     ("copy", &Make(copy::Copy::from_args)),
     ("debug", &Make(debug::DebugMessage::from_args)),
+    ("fetch", &Make(fetch::Fetch::from_args)),
     ("file", &Make(|args, _| file::File::from_args(args))),
     ("git", &Make(|args, _| git::Git::from_args(args))),
     ("group", &Make(|args, _| group::Group::from_args(args))),

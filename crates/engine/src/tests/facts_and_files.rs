@@ -60,3 +60,57 @@ async fn slurp_registers_the_file_for_later_tasks() {
     assert_eq!(o.status("h1", "read"), Status::Ok, "{}", o.dump());
     assert_eq!(p.read("h1", "copy"), "abc123\n");
 }
+
+#[tokio::test]
+async fn fetch_copies_to_the_controller_once_and_not_in_check_mode() {
+    let p = Project::new(&["h1"], &[]);
+    let landing = p.net.root.join("fetched");
+    p.write(&[tasks(&format!(
+        "- name: fetch\n  fetch: {{src: \"{{{{ root }}}}/app.log\", dest: \"{}\"}}\n  register: got\n\
+         - name: flat\n  fetch: {{src: \"{{{{ root }}}}/app.log\", dest: \"{}/flat.log\", flat: true}}\n",
+        landing.display(),
+        landing.display()
+    ))]);
+    std::fs::write(p.root("h1").join("app.log"), "line 1\n").unwrap();
+    let src = p.root("h1").join("app.log");
+    let landed = landing
+        .join("h1")
+        .join(src.to_str().unwrap().trim_start_matches('/'));
+
+    let check = p
+        .run(crate::RunOptions {
+            check: true,
+            ..opts()
+        })
+        .await;
+    assert_eq!(
+        check.status("h1", "fetch"),
+        Status::Changed,
+        "{}",
+        check.dump()
+    );
+    assert!(
+        !landing.exists(),
+        "check mode writes nothing on the controller"
+    );
+
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "fetch"), Status::Changed, "{}", o.dump());
+    assert_eq!(std::fs::read_to_string(&landed).unwrap(), "line 1\n");
+    assert_eq!(
+        std::fs::read_to_string(landing.join("flat.log")).unwrap(),
+        "line 1\n"
+    );
+
+    let again = p.converge().await;
+    assert_eq!(again.status("h1", "fetch"), Status::Ok, "{}", again.dump());
+    assert_eq!(again.status("h1", "flat"), Status::Ok);
+
+    std::fs::write(&src, "line 1\nline 2\n").unwrap();
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "fetch"), Status::Changed, "{}", o.dump());
+    assert_eq!(
+        std::fs::read_to_string(&landed).unwrap(),
+        "line 1\nline 2\n"
+    );
+}
