@@ -35,6 +35,7 @@ pub mod template;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod upload;
+pub mod uri;
 pub mod user;
 pub mod wait_for;
 pub mod writer;
@@ -535,6 +536,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
     ),
     ("template", &Make(template::Template::from_args)),
     ("upload", &Make(upload::Upload::from_args)),
+    ("uri", &Make(|args, _| uri::Uri::from_args(args))),
     ("user", &Make(|args, _| user::User::from_args(args))),
     (
         "wait_for",

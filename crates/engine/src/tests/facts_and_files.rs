@@ -1,4 +1,4 @@
-//! Modules that read from the host into the run: `set_fact`, `slurp`, `fetch`.
+//! Modules that bring something from the host into the run: `set_fact`, `slurp`, `fetch`, `uri`.
 
 use super::harness::*;
 use crate::event::Status;
@@ -112,5 +112,53 @@ async fn fetch_copies_to_the_controller_once_and_not_in_check_mode() {
     assert_eq!(
         std::fs::read_to_string(&landed).unwrap(),
         "line 1\nline 2\n"
+    );
+}
+
+#[tokio::test]
+async fn uri_reads_with_get_and_changes_with_post_but_not_in_check_mode() {
+    let (url, seen) = crate::modules::test_support::serve(vec![
+        (200, "application/json", r#"{"ready": true}"#),
+        (200, "application/json", r#"{"ready": true}"#),
+        (201, "text/plain", "created"),
+        (200, "text/plain", "pong"),
+    ]);
+    let p = Project::new(
+        &["h1"],
+        &[tasks(&format!(
+            "- name: health\n  uri: {{url: \"{url}/health\"}}\n  register: health\n\
+             - name: create\n  uri: {{url: \"{url}/items\", method: POST, body: \"x\", status_code: 201}}\n  when: health.json.ready\n\
+             - name: ping\n  uri: {{url: \"{url}/ping\", method: PUT}}\n  changed_when: false\n"
+        ))],
+    );
+    let check = p
+        .run(crate::RunOptions {
+            check: true,
+            ..opts()
+        })
+        .await;
+    assert_eq!(check.status("h1", "health"), Status::Ok, "{}", check.dump());
+    assert_eq!(check.status("h1", "create"), Status::Changed);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "check mode sends only the GET"
+    );
+
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "health"), Status::Ok, "{}", o.dump());
+    assert_eq!(o.status("h1", "create"), Status::Changed);
+    assert_eq!(o.status("h1", "ping"), Status::Ok, "changed_when: false");
+    let lines: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.line.clone())
+        .collect();
+    assert!(
+        lines[1].starts_with("GET /health")
+            && lines[2].starts_with("POST /items")
+            && lines[3].starts_with("PUT /ping"),
+        "{lines:?}"
     );
 }
