@@ -532,6 +532,14 @@ pub fn label_of(v: &Value) -> String {
     }
 }
 
+/// The variables a task defines for the host's later tasks: its `register`, and what a
+/// `set_fact` sets. A later task that reads one waits for this one.
+pub fn defined_names(task: &Task) -> Vec<String> {
+    let mut names = modules::set_fact::names(&task.module, &task.args);
+    names.extend(task.register.iter().cloned());
+    names
+}
+
 /// The variables a task reads (top-level names), to order batches around `register`.
 pub fn referenced_names(task: &Task, templates: &Templates) -> Vec<String> {
     let mut texts: Vec<String> = Vec::new();

@@ -27,9 +27,7 @@
 
 use crate::batch::STATE_DIR_SH;
 use crate::interrupt::Interrupt;
-use crate::remote::{
-    interrupt_reached, Connector, Killed, Output, Remote, RemoteError, StopClock, Watch,
-};
+use crate::remote::{Connector, Killed, Output, Remote, RemoteError, Watch};
 use bosun_model::inventory::Host;
 use bosun_model::shell::quote;
 use futures::future::BoxFuture;
@@ -38,7 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
 
 /// Which script a fault applies to.
 #[derive(Debug, Clone)]

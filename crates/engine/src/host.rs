@@ -153,6 +153,19 @@ impl<'a, 'b> HostRun<'a, 'b> {
         self.facts_known = true;
     }
 
+    /// Sets variables a task made (`set_fact`) for the host's later tasks; variables whose
+    /// templates read them render now.
+    fn set_vars(&mut self, vars: serde_json::Map<String, Value>) {
+        if vars.is_empty() {
+            return;
+        }
+        for (k, v) in &vars {
+            self.scope
+                .set(k, bosun_model::template::jv(v), &self.ctx.opts.extra_vars);
+        }
+        self.scope.resolve(self.ctx.templates);
+    }
+
     /// Fails the host outside any task (facts could not be gathered); the engine reports
     /// it with the host's failure.
     fn fail_host(&mut self, what: &str, why: String) -> HostEnd {
@@ -450,8 +463,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     self.register(e, item_order(results.remove(&next)));
                 } else {
                     remaining.insert(next, units);
-                    if let Some(r) = &e.task.register {
-                        pending_regs.insert(r.clone(), next);
+                    for name in expand::defined_names(e.task) {
+                        pending_regs.insert(name, next);
                     }
                 }
                 next += 1;
@@ -498,8 +511,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     if *n == 0 {
                         remaining.remove(&entry);
                         let e = &entries[entry];
-                        if let Some(r) = &e.task.register {
-                            pending_regs.remove(r);
+                        for name in expand::defined_names(e.task) {
+                            pending_regs.remove(&name);
                         }
                         let res = item_order(results.remove(&entry));
                         if res.iter().any(|r| r.changed) {
@@ -645,7 +658,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
         } else {
             &mut elsewhere
         };
-        let planned = round::plan(&units, &observations, check, effects);
+        let mut planned = round::plan(&units, &observations, check, effects);
+        if !check {
+            round::controller_changes(&units, &mut planned);
+        }
         let applies = (!check).then(|| {
             let token = format!("@@bosun-guard-holds-{:016x}", rand::random::<u64>());
             round::applies(&units, &planned, token)
@@ -655,7 +671,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
         if let Some(a) = applies.filter(|a| !a.batch.is_empty()) {
             self.recorded |= a.records_notification;
             let ends = self.run_batch(conn, &a.batch).await?;
-            ran = a.interpret(&ends, &self.last, &mut outcomes);
+            ran = a.interpret(&units, &ends, &self.last, &mut outcomes);
         }
         outcomes.truncate(ran);
 
@@ -678,6 +694,9 @@ impl<'a, 'b> HostRun<'a, 'b> {
             }
             let mut res = o.result;
             self.post_conditions(e, &mut r, &mut res);
+            if !res.failed {
+                self.set_vars(q.unit.module.sets_vars());
+            }
             ignoring(e, &mut r, &res);
             self.emit(r);
             finished.push((q.entry, res));

@@ -61,11 +61,13 @@ pub struct UnitResult {
     pub stdout: String,
     pub stderr: String,
     pub msg: String,
+    /// The module's own fields ([`crate::modules::Module::registered`]).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl UnitResult {
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "changed": self.changed,
             "failed": self.failed,
             "skipped": self.skipped,
@@ -74,7 +76,11 @@ impl UnitResult {
             "stderr": self.stderr,
             "stdout_lines": self.stdout.lines().collect::<Vec<_>>(),
             "msg": self.msg,
-        })
+        });
+        if let Some(m) = v.as_object_mut() {
+            m.extend(self.extra.clone());
+        }
+        v
     }
 }
 
@@ -270,16 +276,15 @@ impl Observations {
 #[derive(Debug)]
 pub enum Planned {
     /// Its probe did not finish; the unit fails and the round ends with it.
-    ProbeUnfinished {
-        step: usize,
-        end: Option<StepEnd>,
-    },
+    ProbeUnfinished { step: usize, end: Option<StepEnd> },
     /// Check mode: the plan failed, but on a state an earlier change would alter first.
     Predicted(ModuleError),
     /// The plan failed; the round ends with it.
     Failed(ModuleError),
     Unchanged {
         reason: String,
+        /// The module's fields for the registered result, read from the probe.
+        fields: serde_json::Map<String, Value>,
     },
     Change {
         change: Change<Box<dyn Any + Send + Sync>>,
@@ -290,6 +295,9 @@ pub enum Planned {
         guard: Option<String>,
         /// A wait: it changes nothing itself.
         wait_only: bool,
+        /// The module's fields for the registered result, read from the probe (an apply's
+        /// output replaces them).
+        fields: serde_json::Map<String, Value>,
     },
 }
 
@@ -343,7 +351,10 @@ pub fn plan(
                 out.push(Planned::Failed(err));
                 break;
             }
-            Ok(Plan::Unchanged { reason }) => Planned::Unchanged { reason },
+            Ok(Plan::Unchanged { reason }) => Planned::Unchanged {
+                reason,
+                fields: m.registered(&observed),
+            },
             Ok(Plan::Change(change)) => {
                 let wait_only = effects == Effects::Wait;
                 let predicted = check && stale(&effects, pending);
@@ -365,6 +376,7 @@ pub fn plan(
                     predicted,
                     guard,
                     wait_only,
+                    fields: m.registered(&observed),
                 }
             }
         };
@@ -409,6 +421,9 @@ pub fn applies(units: &[RoundUnit], planned: &[Planned], guard_token: String) ->
         else {
             continue;
         };
+        if u.module.applies_on_controller() {
+            continue;
+        }
         // The notification is recorded as root, in bosun's own state directory.
         let mut body = as_user(u.become_user, &u.module.apply(change.action.as_ref()));
         if !wait_only && !u.notify.is_empty() {
@@ -514,8 +529,14 @@ pub fn outcomes(
                 o.message = Some(format!("{}: {}", u.module.name(), err.0));
                 o
             }
-            Planned::Unchanged { reason } => {
-                let mut o = Outcome::new(Status::Ok, UnitResult::default());
+            Planned::Unchanged { reason, fields } => {
+                let mut o = Outcome::new(
+                    Status::Ok,
+                    UnitResult {
+                        extra: fields,
+                        ..Default::default()
+                    },
+                );
                 o.message = Some(reason);
                 o
             }
@@ -523,6 +544,7 @@ pub fn outcomes(
                 change,
                 predicted,
                 wait_only,
+                fields,
                 ..
             } => {
                 let result = if check {
@@ -530,11 +552,13 @@ pub fn outcomes(
                         changed: !wait_only,
                         skipped: true,
                         msg: "check mode".into(),
+                        extra: fields,
                         ..Default::default()
                     }
                 } else {
                     UnitResult {
                         changed: !wait_only,
+                        extra: fields,
                         ..Default::default()
                     }
                 };
@@ -559,9 +583,11 @@ pub fn outcomes(
 impl Applies {
     /// Reads the apply script's step ends into the outcomes of the units it applied.
     /// Returns how many outcomes, from the front, are finished: the units after a failed
-    /// step never ran and stay queued. `last` is the apply script.
+    /// step never ran and stay queued. `last` is the apply script; `units` the round's
+    /// units, whose modules read their registered fields from what their apply printed.
     pub fn interpret(
         &self,
+        units: &[RoundUnit],
         ends: &[StepEnd],
         last: &LastScript,
         outcomes: &mut [Outcome],
@@ -586,6 +612,9 @@ impl Applies {
                     o.message = Some("guard holds (tested again on the host)".into());
                 }
                 StepEnd::Done(out) => {
+                    if let Some(u) = units.get(i) {
+                        o.result.extra = u.module.registered(&out);
+                    }
                     let res = &mut o.result;
                     res.rc = out.rc;
                     res.stdout = out.stdout;
@@ -627,6 +656,26 @@ impl Applies {
             }
         }
         ran
+    }
+}
+
+/// Makes the planned changes that are made on the controller, not the host (see
+/// [`crate::modules::Module::applies_on_controller`]), in order; not in check mode. The
+/// first that fails becomes a failed plan and ends the round's plans there, as a failed
+/// plan does: the units after it are planned again next round.
+pub fn controller_changes(units: &[RoundUnit], planned: &mut Vec<Planned>) {
+    for (i, u) in units.iter().enumerate() {
+        let Some(Planned::Change { change, .. }) = planned.get(i) else {
+            continue;
+        };
+        if !u.module.applies_on_controller() {
+            continue;
+        }
+        if let Err(err) = u.module.apply_on_controller(change.action.as_ref()) {
+            planned.truncate(i);
+            planned.push(Planned::Failed(err));
+            return;
+        }
     }
 }
 
@@ -932,7 +981,7 @@ mod tests {
         );
         let planned = plan(&u, &obs, false, &mut Vec::new());
         assert_eq!(planned.len(), 2);
-        assert!(matches!(&planned[0], Planned::Unchanged { reason } if reason == "saw one"));
+        assert!(matches!(&planned[0], Planned::Unchanged { reason, .. } if reason == "saw one"));
         assert!(matches!(
             &planned[1],
             Planned::ProbeUnfinished {
@@ -1088,7 +1137,7 @@ mod tests {
             }),
             StepEnd::NotRun,
         ];
-        let ran = a.interpret(&ends, &LastScript::default(), &mut out);
+        let ran = a.interpret(&u, &ends, &LastScript::default(), &mut out);
         assert_eq!(ran, 3, "d never ran");
         assert_eq!(out[0].status, Status::Ok);
         assert_eq!(out[0].summary, None);
@@ -1115,7 +1164,7 @@ mod tests {
         let ends = [StepEnd::Unfinished {
             stdout: "half\n".into(),
         }];
-        assert_eq!(a.interpret(&ends, &last, &mut out), 1);
+        assert_eq!(a.interpret(&u, &ends, &last, &mut out), 1);
         assert_eq!(out[0].status, Status::Failed);
         assert_eq!(out[0].result.stdout, "half\n");
         assert_eq!(

@@ -148,8 +148,8 @@ pub fn preflight(
             let mut scope = Scope::new(host, &pv);
             for role in &roles {
                 for task in role.tasks.iter().chain(role.handlers.iter()) {
-                    if let Some(r) = &task.register {
-                        scope.set_pending(r);
+                    for name in expand::defined_names(task) {
+                        scope.set_pending(&name);
                     }
                 }
             }

@@ -18,6 +18,7 @@ pub mod command;
 pub mod copy;
 pub mod cron;
 pub mod debug;
+pub mod fetch;
 pub mod file;
 pub mod fileops;
 pub mod get_url;
@@ -29,6 +30,8 @@ pub mod npm;
 pub mod pip;
 pub mod postgresql;
 pub mod replace;
+pub mod set_fact;
+pub mod slurp;
 pub mod support;
 pub mod sysctl;
 pub mod systemd;
@@ -37,6 +40,7 @@ pub mod template;
 pub(crate) mod test_support;
 pub mod unarchive;
 pub mod upload;
+pub mod uri;
 pub mod user;
 pub mod wait_for;
 pub mod writer;
@@ -284,6 +288,35 @@ pub trait Module: Send + Sync + Sized + 'static {
     fn secrets(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Fields the module adds to its registered result beside `changed`, `rc`, `stdout`…
+    /// (`uri`'s `status` and `json`, `slurp`'s `content`), read from what its probe printed
+    /// when nothing changed, or from what its apply printed. A module whose result is only
+    /// its exit code and output adds none.
+    fn registered(&self, _out: &Observed) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
+
+    /// Whether the change this module plans is made on the controller, not on the host
+    /// (`fetch` writes the file its probe read). Such a change has no apply step in the
+    /// host's script: the engine calls [`Module::apply_on_controller`] instead, and never
+    /// in check mode.
+    fn applies_on_controller(&self) -> bool {
+        false
+    }
+
+    /// Makes a change planned by a module that [`Module::applies_on_controller`]. Its
+    /// failure fails the task like a failed plan does.
+    fn apply_on_controller(&self, _action: &Self::Action) -> Result<(), ModuleError> {
+        Ok(())
+    }
+
+    /// Variables the task sets for the host's later tasks when it finishes (`set_fact`).
+    /// The engine makes a later task that reads one of them wait for this task, as it does
+    /// for a registered result.
+    fn sets_vars(&self) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// Object-safe face of [`Module`], so the engine can hold a list of mixed modules.
@@ -299,6 +332,19 @@ pub trait DynModule: Send + Sync {
     fn apply_guard(&self) -> Option<String>;
     fn secrets(&self) -> Vec<String>;
     fn shows_result(&self) -> bool;
+    // The defaults are those of [`Module`]'s, for stand-ins in the engine's tests.
+    fn registered(&self, _out: &Observed) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
+    fn applies_on_controller(&self) -> bool {
+        false
+    }
+    fn apply_on_controller(&self, _action: &(dyn Any + Send + Sync)) -> Result<(), ModuleError> {
+        Ok(())
+    }
+    fn sets_vars(&self) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
 }
 
 struct Named<M> {
@@ -365,6 +411,25 @@ impl<M: Module> DynModule for Named<M> {
 
     fn shows_result(&self) -> bool {
         self.module.shows_result()
+    }
+
+    fn registered(&self, out: &Observed) -> serde_json::Map<String, Value> {
+        self.module.registered(out)
+    }
+
+    fn applies_on_controller(&self) -> bool {
+        self.module.applies_on_controller()
+    }
+
+    fn apply_on_controller(&self, action: &(dyn Any + Send + Sync)) -> Result<(), ModuleError> {
+        match action.downcast_ref::<M::Action>() {
+            Some(a) => self.module.apply_on_controller(a),
+            None => Err(ModuleError::new("internal error: action of another module")),
+        }
+    }
+
+    fn sets_vars(&self) -> serde_json::Map<String, Value> {
+        self.module.sets_vars()
     }
 }
 
@@ -441,6 +506,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
     ("copy", &Make(copy::Copy::from_args)),
     ("cron", &Make(|args, _| cron::Cron::from_args(args))),
     ("debug", &Make(debug::DebugMessage::from_args)),
+    ("fetch", &Make(fetch::Fetch::from_args)),
     ("file", &Make(|args, _| file::File::from_args(args))),
     ("get_url", &Make(|args, _| get_url::GetUrl::from_args(args))),
     ("git", &Make(|args, _| git::Git::from_args(args))),
@@ -469,10 +535,12 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         "service",
         &Make(|args, _| systemd::Systemd::from_service_args(args)),
     ),
+    ("set_fact", &Make(set_fact::SetFact::from_args)),
     (
         "shell",
         &Make(|args, _| command::Command::from_args(args, true)),
     ),
+    ("slurp", &Make(|args, _| slurp::Slurp::from_args(args))),
     ("sysctl", &Make(|args, _| sysctl::Sysctl::from_args(args))),
     (
         "systemd",
@@ -484,6 +552,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| unarchive::Unarchive::from_args(args)),
     ),
     ("upload", &Make(upload::Upload::from_args)),
+    ("uri", &Make(|args, _| uri::Uri::from_args(args))),
     ("user", &Make(|args, _| user::User::from_args(args))),
     (
         "wait_for",

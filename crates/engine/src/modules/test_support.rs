@@ -2,7 +2,10 @@
 //! scratch directory, and a controller with one file and one template.
 
 use super::{ArgError, Controller, Observed};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// A controller with one file and one template, for the modules that need one.
 pub struct FakeCtl;
@@ -57,4 +60,53 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// One request as the server saw it: its request line, headers and body.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub line: String,
+    pub headers: Vec<String>,
+    pub body: String,
+}
+
+/// A server on 127.0.0.1 that answers `responses` in order, one per connection, and
+/// records what it was sent; it stops after the last.
+pub fn serve(responses: Vec<(u16, &'static str, &'static str)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (status, ctype, body) in responses {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut r = BufReader::new(stream);
+            let mut s = Seen::default();
+            let _ = r.read_line(&mut s.line);
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                let h = h.trim_end().to_string();
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                s.headers.push(h);
+            }
+            let mut b = vec![0; len];
+            let _ = r.read_exact(&mut b);
+            s.body = String::from_utf8_lossy(&b).into();
+            log.lock().unwrap().push(s);
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = r.get_mut().write_all(reply.as_bytes());
+        }
+    });
+    (url, seen)
 }

@@ -8,6 +8,7 @@ mod harness;
 mod connection;
 mod control;
 mod deadlines;
+mod facts_and_files;
 mod failures;
 mod handlers;
 mod identity;
