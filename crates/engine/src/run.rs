@@ -146,17 +146,26 @@ pub fn preflight(
         };
         for host in hosts {
             let mut scope = Scope::new(host, &pv);
-            for role in &roles {
-                for task in role.tasks.iter().chain(role.handlers.iter()) {
-                    if let Some(r) = &task.register {
-                        scope.set_pending(r);
-                    }
+            // The play's tasks (pre_tasks, roles, post_tasks), then its roles' handlers.
+            let tasks: Vec<(&Role, &bosun_model::site::Task)> = play
+                .tasks
+                .iter()
+                .filter_map(|t| site.role_of(t).map(|r| (r, t)))
+                .chain(
+                    roles
+                        .iter()
+                        .flat_map(|r| r.handlers.iter().map(move |h| (*r, h))),
+                )
+                .collect();
+            for (_, task) in &tasks {
+                if let Some(r) = &task.register {
+                    scope.set_pending(r);
                 }
             }
             scope.set_facts_pending();
             scope.resolve(templates);
-            for role in &roles {
-                for (i, task) in role.tasks.iter().chain(role.handlers.iter()).enumerate() {
+            {
+                for (i, (role, task)) in tasks.iter().enumerate() {
                     if let Err(e) = expand::expand(i, task, role, &site.project, templates, &scope)
                     {
                         // One report per task and message, not one per host.
@@ -375,10 +384,11 @@ pub async fn run(
                         roles: &roles,
                         fatal: &fatal,
                     };
-                    let entries: Vec<Entry> = roles
+                    let entries: Vec<Entry> = play
+                        .tasks
                         .iter()
-                        .flat_map(|r| {
-                            r.tasks.iter().map(move |t| Entry {
+                        .filter_map(|t| {
+                            site.role_of(t).map(|r| Entry {
                                 role: r,
                                 task: t,
                                 handler: false,
