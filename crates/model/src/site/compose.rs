@@ -240,7 +240,7 @@ impl<'a> Loader<'a> {
         for u in &uses {
             self.expand_use(u, Some(&mut seen), &mut out);
         }
-        for t in post.iter().chain(out.tasks.iter()) {
+        for t in out.tasks.iter().chain(post.iter()) {
             if !t.role.is_empty() && !out.roles.contains(&t.role) {
                 out.roles.push(t.role.clone());
             }
@@ -650,5 +650,274 @@ impl<'a> Loader<'a> {
         };
         self.expand_use(&plain, None, &mut out);
         Ok(out.tasks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diag::LoadErrors;
+    use crate::site::Site;
+    use std::path::PathBuf;
+
+    const MODULES: &[&str] = &["command", "copy", "file"];
+
+    /// A project in a fresh directory: `files` are (path, text) under it; the site is
+    /// `site.yml` at its root.
+    struct Project(PathBuf);
+
+    impl Project {
+        fn new(name: &str, files: &[(&str, &str)]) -> Project {
+            let dir = std::env::temp_dir().join(format!(
+                "bosun-compose-{}-{name}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            for (path, text) in files {
+                let p = dir.join(path);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text).unwrap();
+            }
+            Project(dir)
+        }
+
+        fn load(&self) -> Result<Site, LoadErrors> {
+            Site::load(&self.0.join("site.yml"), MODULES)
+        }
+
+        fn errors(&self) -> Vec<String> {
+            match self.load() {
+                Ok(_) => panic!("expected load errors"),
+                Err(e) => e.0.iter().map(|e| e.render()).collect(),
+            }
+        }
+    }
+
+    impl Drop for Project {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names(site: &Site) -> Vec<String> {
+        site.plays[0].tasks.iter().map(|t| t.name.clone()).collect()
+    }
+
+    #[test]
+    fn includes_expand_in_place_with_when_tags_vars_and_their_own_lines() {
+        let p = Project::new(
+            "include",
+            &[
+                ("site.yml", "- hosts: all\n  roles: [app]\n"),
+                (
+                    "roles/app/tasks.yml",
+                    "- name: first\n  command: \"true\"\n- import_tasks: tasks/setup.yml\n  when: x == 1\n  tags: [setup]\n  vars: {port: 80}\n- name: last\n  command: \"true\"\n",
+                ),
+                (
+                    "roles/app/tasks/setup.yml",
+                    "- name: a\n  command: \"true\"\n  when: y == 2\n- include_tasks: tasks/more.yml\n",
+                ),
+                ("roles/app/tasks/more.yml", "\n- name: b\n  command: \"true\"\n  vars_ignored: 1\n"),
+            ],
+        );
+        // `vars_ignored` is not a keyword: the included file's own error, at its line.
+        let e = p.errors();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("tasks/more.yml:4:3"), "{}", e[0]);
+
+        std::fs::write(
+            p.0.join("roles/app/tasks/more.yml"),
+            "\n- name: b\n  command: \"true\"\n",
+        )
+        .unwrap();
+        let site = p.load().unwrap();
+        assert_eq!(names(&site), ["first", "a", "b", "last"]);
+        let t = &site.plays[0].tasks;
+        assert_eq!(t[1].when, ["x == 1", "y == 2"]);
+        assert_eq!(t[2].when, ["x == 1"]);
+        assert_eq!(t[2].tags, ["setup"]);
+        assert_eq!(t[2].vars["port"], 80);
+        assert!(t[3].when.is_empty() && t[3].vars.is_empty());
+        assert!(t[2].place.file.ends_with("roles/app/tasks/more.yml"));
+        assert_eq!(t[2].place.line, 2);
+        assert_eq!(t[2].role, "app");
+    }
+
+    #[test]
+    fn an_include_cycle_is_an_error_naming_the_chain() {
+        let p = Project::new(
+            "cycle",
+            &[
+                ("site.yml", "- hosts: all\n  roles: [app]\n"),
+                ("roles/app/tasks.yml", "- include_tasks: a.yml\n"),
+                ("roles/app/a.yml", "- name: a\n  command: \"true\"\n- import_tasks: b.yml\n"),
+                ("roles/app/b.yml", "- import_tasks: a.yml\n"),
+            ],
+        );
+        let e = p.errors();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("roles/app/b.yml:1:3"), "{}", e[0]);
+        assert!(e[0].contains("include cycle:"), "{}", e[0]);
+        assert!(
+            e[0].contains("a.yml → ") && e[0].contains("b.yml → ") && e[0].ends_with("a.yml\n  hint: a file cannot include itself, directly or through others"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn bad_includes_are_errors_at_their_line() {
+        let p = Project::new(
+            "badinc",
+            &[
+                ("site.yml", "- hosts: all\n  roles: [app]\n"),
+                (
+                    "roles/app/tasks.yml",
+                    "- include_tasks: nope.yml\n- include_tasks: x.yml\n  loop: [1, 2]\n- import_tasks: x.yml\n  register: r\n- import_tasks: x.yml\n  vars: [1]\n",
+                ),
+                ("roles/app/x.yml", "- name: x\n  command: \"true\"\n"),
+            ],
+        );
+        let e = p.errors();
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].contains("tasks.yml:1:") && e[0].contains("nope.yml not found"), "{}", e[0]);
+        assert!(e[1].contains("tasks.yml:3:3") && e[1].contains("not supported yet"), "{}", e[1]);
+        assert!(e[2].contains("tasks.yml:5:3") && e[2].contains("`register` is not supported"), "{}", e[2]);
+        assert!(e[3].contains("tasks.yml:7:3") && e[3].contains("`vars` must be a mapping"), "{}", e[3]);
+    }
+
+    #[test]
+    fn import_role_inlines_its_tasks_with_its_vars_role_and_dependencies() {
+        let p = Project::new(
+            "import",
+            &[
+                ("site.yml", "- hosts: all\n  roles: [app]\n"),
+                (
+                    "roles/app/tasks.yml",
+                    "- name: before\n  command: \"true\"\n- import_role: {name: db, vars: {port: 5432}}\n  when: use_db\n- name: after\n  command: \"true\"\n",
+                ),
+                ("roles/db/tasks.yml", "- name: db task\n  command: \"true\"\n  notify: restart db\n"),
+                ("roles/db/handlers.yml", "- name: restart db\n  command: \"true\"\n"),
+                ("roles/db/defaults.yml", "port: 1\n"),
+                ("roles/db/meta.yml", "dependencies: [base]\n"),
+                ("roles/base/tasks.yml", "- name: base task\n  command: \"true\"\n"),
+            ],
+        );
+        let site = p.load().unwrap();
+        assert_eq!(names(&site), ["before", "base task", "db task", "after"]);
+        let t = &site.plays[0].tasks;
+        assert_eq!(t[2].role, "db");
+        assert_eq!(t[2].vars["port"], 5432);
+        assert_eq!(t[2].when, ["use_db"]);
+        assert_eq!(t[1].when, ["use_db"]);
+        // db's handlers and defaults join the play.
+        assert_eq!(site.plays[0].roles, ["app", "base", "db"]);
+        assert_eq!(site.roles["db"].handlers[0].name, "restart db");
+    }
+
+    #[test]
+    fn dependencies_run_first_once_per_play_unless_their_vars_differ() {
+        let p = Project::new(
+            "deps",
+            &[
+                (
+                    "site.yml",
+                    "- hosts: all\n  roles: [base, web, {role: api, vars: {name: v2}}]\n",
+                ),
+                ("roles/base/tasks.yml", "- name: base\n  command: \"true\"\n"),
+                ("roles/web/tasks.yml", "- name: web\n  command: \"true\"\n"),
+                (
+                    "roles/web/meta.yml",
+                    "dependencies:\n  - base\n  - {role: common, vars: {who: web}}\n",
+                ),
+                ("roles/api/tasks.yml", "- name: api\n  command: \"true\"\n"),
+                (
+                    "roles/api/meta.yml",
+                    "dependencies: [base, {role: common, vars: {who: api}}, {role: common, vars: {who: api}}]\n",
+                ),
+                ("roles/common/tasks.yml", "- name: common\n  command: \"true\"\n"),
+            ],
+        );
+        let site = p.load().unwrap();
+        assert_eq!(names(&site), ["base", "common", "web", "common", "api"]);
+        let t = &site.plays[0].tasks;
+        assert_eq!(t[1].vars["who"], "web");
+        assert_eq!(t[3].vars["who"], "api");
+        assert_eq!(t[4].vars["name"], "v2");
+        assert!(t[0].vars.is_empty());
+    }
+
+    #[test]
+    fn a_dependency_cycle_is_an_error_at_the_meta_line() {
+        let p = Project::new(
+            "depcycle",
+            &[
+                ("site.yml", "- hosts: all\n  roles: [a]\n"),
+                ("roles/a/tasks.yml", "- name: a\n  command: \"true\"\n"),
+                ("roles/a/meta.yml", "dependencies:\n  - b\n"),
+                ("roles/b/tasks.yml", "- import_role: {name: a}\n"),
+            ],
+        );
+        let e = p.errors();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("roles/b/tasks.yml:1:"), "{}", e[0]);
+        assert!(e[0].contains("role cycle: a → b → a"), "{}", e[0]);
+
+        std::fs::write(p.0.join("roles/b/tasks.yml"), "- name: b\n  command: \"true\"\n").unwrap();
+        std::fs::write(p.0.join("roles/b/meta.yml"), "dependencies: [a]\n").unwrap();
+        let e = p.errors();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("roles/b/meta.yml:1:") && e[0].contains("a → b → a"), "{}", e[0]);
+    }
+
+    #[test]
+    fn bad_role_references_are_errors_at_their_line() {
+        let p = Project::new(
+            "refs",
+            &[
+                (
+                    "site.yml",
+                    "- hosts: all\n  roles:\n    - bse\n    - {role: base, vars: [1]}\n    - {role: base, when: x}\n    - {vars: {}}\n    - base\n",
+                ),
+                ("roles/base/tasks.yml", "- name: base\n  command: \"true\"\n"),
+                ("roles/base/meta.yml", "depends: [x]\n"),
+            ],
+        );
+        let e = p.errors();
+        let all = e.join("\n");
+        assert!(all.contains("site.yml:3:") && all.contains("role `bse` not found") && all.contains("did you mean `base`?"), "{all}");
+        assert!(all.contains("site.yml:4:") && all.contains("`vars` must be a mapping"), "{all}");
+        assert!(all.contains("site.yml:5:") && all.contains("unknown key `when` in a role reference"), "{all}");
+        assert!(all.contains("site.yml:6:") && all.contains("without `role:`"), "{all}");
+        assert!(all.contains("meta.yml:1:") && all.contains("depends"), "{all}");
+    }
+
+    #[test]
+    fn pre_and_post_tasks_wrap_the_roles_and_resolve_against_the_site_dir() {
+        let p = Project::new(
+            "prepost",
+            &[
+                (
+                    "site.yml",
+                    "- hosts: all\n  pre_tasks:\n    - name: pre\n      command: \"true\"\n    - include_tasks: extra/post.yml\n  roles: [base]\n  post_tasks:\n    - name: post\n      command: \"true\"\n",
+                ),
+                ("extra/post.yml", "- name: included pre\n  command: \"true\"\n"),
+                ("roles/base/tasks.yml", "- name: base\n  command: \"true\"\n"),
+            ],
+        );
+        let site = p.load().unwrap();
+        assert_eq!(names(&site), ["pre", "included pre", "base", "post"]);
+        let t = &site.plays[0].tasks;
+        assert_eq!(t[0].role, "");
+        assert_eq!(site.role_of(&t[0]).unwrap().dir, p.0);
+        assert_eq!(site.role_of(&t[2]).unwrap().name, "base");
+        assert_eq!(site.plays[0].roles, ["base"]);
+
+        std::fs::write(
+            p.0.join("site.yml"),
+            "- hosts: all\n  pre_tasks:\n    - name: pre\n      command: \"true\"\n      notify: x\n",
+        )
+        .unwrap();
+        let e = p.errors();
+        assert!(e[0].contains("site.yml:3:") && e[0].contains("cannot notify"), "{e:?}");
     }
 }
