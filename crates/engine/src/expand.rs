@@ -158,7 +158,11 @@ impl Scope {
 
     /// The scope `task` sees: its `vars` (role parameters, include vars) rendered over
     /// this one, in order (one may read an earlier one); extra vars still win.
-    pub fn for_task(&self, task: &Task, templates: &Templates) -> Result<Cow<'_, Scope>, ExpandError> {
+    pub fn for_task(
+        &self,
+        task: &Task,
+        templates: &Templates,
+    ) -> Result<Cow<'_, Scope>, ExpandError> {
         if task.vars.is_empty() {
             return Ok(Cow::Borrowed(self));
         }

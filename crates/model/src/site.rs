@@ -382,7 +382,14 @@ fn load_tasks(
             return Vec::new();
         }
     };
-    parse_tasks(file, role, handlers, raw.unwrap_or_default(), modules, errors)
+    parse_tasks(
+        file,
+        role,
+        handlers,
+        raw.unwrap_or_default(),
+        modules,
+        errors,
+    )
 }
 
 /// Parses tasks read from `file` (includes are expanded by [`compose`] before this).

@@ -37,7 +37,10 @@ fn project() -> Project {
             ("roles/db/handlers.yml", &log("restart db", "handler db")),
             ("roles/app/tasks.yml", &app),
             ("roles/app/meta.yml", "dependencies: [common]\n"),
-            ("roles/common/tasks.yml", &log("common", "common {{ colour }}")),
+            (
+                "roles/common/tasks.yml",
+                &log("common", "common {{ colour }}"),
+            ),
         ],
     )
 }
@@ -71,7 +74,10 @@ async fn extra_vars_beat_role_parameters() {
     let o = p.run(opts).await;
     let log = p.read("h1", "log");
     assert!(log.contains("db 1\n"), "{log}\n{}", o.dump());
-    assert!(log.contains("hi extra\n") && log.contains("post extra\n"), "{log}");
+    assert!(
+        log.contains("hi extra\n") && log.contains("post extra\n"),
+        "{log}"
+    );
     // `when: colour == 'param'` is false once the extra var wins.
     assert_eq!(o.status("h1", "app"), Status::Skipped);
 }

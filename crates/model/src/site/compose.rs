@@ -7,9 +7,7 @@
 //! handlers) and carries the include's `when`, `tags` and `vars`. Cycles (of files or of
 //! roles) are load errors naming the chain, never a stack overflow at run time.
 
-use super::{
-    list_roles, load_tasks, parse_tasks, strings, Project, RawTask, Role, Task, Value,
-};
+use super::{list_roles, load_tasks, parse_tasks, strings, Project, RawTask, Role, Task, Value};
 use crate::diag::{LoadError, Place};
 use crate::text::closest;
 use indexmap::IndexMap;
@@ -70,8 +68,10 @@ impl RoleRef {
                 })?;
                 Ok(RoleRef { name, vars, place })
             }
-            _ => Err(LoadError::new(place, "a role reference must be a name or a mapping")
-                .hint(ROLE_REF_FORMS)),
+            _ => Err(
+                LoadError::new(place, "a role reference must be a name or a mapping")
+                    .hint(ROLE_REF_FORMS),
+            ),
         }
     }
 }
@@ -80,10 +80,10 @@ fn vars_map(place: &Place, v: &Value) -> Result<Map<String, Value>, LoadError> {
     match v {
         Value::Object(m) => Ok(m.clone()),
         Value::Null => Ok(Map::new()),
-        _ => Err(
-            LoadError::new(place.clone(), "`vars` must be a mapping")
-                .hint("vars: {port: 5432}"),
-        ),
+        _ => {
+            Err(LoadError::new(place.clone(), "`vars` must be a mapping")
+                .hint("vars: {port: 5432}"))
+        }
     }
 }
 
@@ -429,7 +429,9 @@ impl<'a> Loader<'a> {
         let raw: Option<RawMeta> = match crate::yaml::load(file) {
             Ok(m) => m,
             Err(e) => {
-                self.errors.push(e.hint("meta.yml takes `dependencies: [NAME, {role: NAME, vars: {...}}]`"));
+                self.errors.push(
+                    e.hint("meta.yml takes `dependencies: [NAME, {role: NAME, vars: {...}}]`"),
+                );
                 return Vec::new();
             }
         };
@@ -542,8 +544,8 @@ impl<'a> Loader<'a> {
                     v.value.as_str().ok_or_else(|| bad("a string"))?;
                 }
                 "when" => {
-                    layer.when = strings(&v.value)
-                        .ok_or_else(|| bad("an expression or a list of them"))?
+                    layer.when =
+                        strings(&v.value).ok_or_else(|| bad("an expression or a list of them"))?
                 }
                 "tags" => {
                     layer.tags = strings(&v.value).ok_or_else(|| bad("a tag or a list of tags"))?
@@ -613,11 +615,10 @@ impl<'a> Loader<'a> {
                 .chain([&path])
                 .map(|f| f.display().to_string())
                 .collect();
-            return Err(LoadError::new(
-                place,
-                format!("include cycle: {}", chain.join(" → ")),
-            )
-            .hint("a file cannot include itself, directly or through others"));
+            return Err(
+                LoadError::new(place, format!("include cycle: {}", chain.join(" → ")))
+                    .hint("a file cannot include itself, directly or through others"),
+            );
         }
         files.push(path.clone());
         let tasks = self.task_file(&path, role, base, files);
@@ -667,10 +668,8 @@ mod tests {
 
     impl Project {
         fn new(name: &str, files: &[(&str, &str)]) -> Project {
-            let dir = std::env::temp_dir().join(format!(
-                "bosun-compose-{}-{name}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("bosun-compose-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             for (path, text) in files {
                 let p = dir.join(path);
@@ -749,7 +748,10 @@ mod tests {
             &[
                 ("site.yml", "- hosts: all\n  roles: [app]\n"),
                 ("roles/app/tasks.yml", "- include_tasks: a.yml\n"),
-                ("roles/app/a.yml", "- name: a\n  command: \"true\"\n- import_tasks: b.yml\n"),
+                (
+                    "roles/app/a.yml",
+                    "- name: a\n  command: \"true\"\n- import_tasks: b.yml\n",
+                ),
                 ("roles/app/b.yml", "- import_tasks: a.yml\n"),
             ],
         );
@@ -758,7 +760,11 @@ mod tests {
         assert!(e[0].contains("roles/app/b.yml:1:3"), "{}", e[0]);
         assert!(e[0].contains("include cycle:"), "{}", e[0]);
         assert!(
-            e[0].contains("a.yml → ") && e[0].contains("b.yml → ") && e[0].ends_with("a.yml\n  hint: a file cannot include itself, directly or through others"),
+            e[0].contains("a.yml → ")
+                && e[0].contains("b.yml → ")
+                && e[0].ends_with(
+                    "a.yml\n  hint: a file cannot include itself, directly or through others"
+                ),
             "{}",
             e[0]
         );
@@ -779,10 +785,26 @@ mod tests {
         );
         let e = p.errors();
         assert_eq!(e.len(), 4, "{e:?}");
-        assert!(e[0].contains("tasks.yml:1:") && e[0].contains("nope.yml not found"), "{}", e[0]);
-        assert!(e[1].contains("tasks.yml:3:3") && e[1].contains("not supported yet"), "{}", e[1]);
-        assert!(e[2].contains("tasks.yml:5:3") && e[2].contains("`register` is not supported"), "{}", e[2]);
-        assert!(e[3].contains("tasks.yml:7:3") && e[3].contains("`vars` must be a mapping"), "{}", e[3]);
+        assert!(
+            e[0].contains("tasks.yml:1:") && e[0].contains("nope.yml not found"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].contains("tasks.yml:3:3") && e[1].contains("not supported yet"),
+            "{}",
+            e[1]
+        );
+        assert!(
+            e[2].contains("tasks.yml:5:3") && e[2].contains("`register` is not supported"),
+            "{}",
+            e[2]
+        );
+        assert!(
+            e[3].contains("tasks.yml:7:3") && e[3].contains("`vars` must be a mapping"),
+            "{}",
+            e[3]
+        );
     }
 
     #[test]
@@ -862,11 +884,19 @@ mod tests {
         assert!(e[0].contains("roles/b/tasks.yml:1:"), "{}", e[0]);
         assert!(e[0].contains("role cycle: a → b → a"), "{}", e[0]);
 
-        std::fs::write(p.0.join("roles/b/tasks.yml"), "- name: b\n  command: \"true\"\n").unwrap();
+        std::fs::write(
+            p.0.join("roles/b/tasks.yml"),
+            "- name: b\n  command: \"true\"\n",
+        )
+        .unwrap();
         std::fs::write(p.0.join("roles/b/meta.yml"), "dependencies: [a]\n").unwrap();
         let e = p.errors();
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("roles/b/meta.yml:1:") && e[0].contains("a → b → a"), "{}", e[0]);
+        assert!(
+            e[0].contains("roles/b/meta.yml:1:") && e[0].contains("a → b → a"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
@@ -884,11 +914,28 @@ mod tests {
         );
         let e = p.errors();
         let all = e.join("\n");
-        assert!(all.contains("site.yml:3:") && all.contains("role `bse` not found") && all.contains("did you mean `base`?"), "{all}");
-        assert!(all.contains("site.yml:4:") && all.contains("`vars` must be a mapping"), "{all}");
-        assert!(all.contains("site.yml:5:") && all.contains("unknown key `when` in a role reference"), "{all}");
-        assert!(all.contains("site.yml:6:") && all.contains("without `role:`"), "{all}");
-        assert!(all.contains("meta.yml:1:") && all.contains("depends"), "{all}");
+        assert!(
+            all.contains("site.yml:3:")
+                && all.contains("role `bse` not found")
+                && all.contains("did you mean `base`?"),
+            "{all}"
+        );
+        assert!(
+            all.contains("site.yml:4:") && all.contains("`vars` must be a mapping"),
+            "{all}"
+        );
+        assert!(
+            all.contains("site.yml:5:") && all.contains("unknown key `when` in a role reference"),
+            "{all}"
+        );
+        assert!(
+            all.contains("site.yml:6:") && all.contains("without `role:`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("meta.yml:1:") && all.contains("depends"),
+            "{all}"
+        );
     }
 
     #[test]
@@ -918,6 +965,9 @@ mod tests {
         )
         .unwrap();
         let e = p.errors();
-        assert!(e[0].contains("site.yml:3:") && e[0].contains("cannot notify"), "{e:?}");
+        assert!(
+            e[0].contains("site.yml:3:") && e[0].contains("cannot notify"),
+            "{e:?}"
+        );
     }
 }
