@@ -81,3 +81,27 @@ async fn extra_vars_beat_role_parameters() {
     // `when: colour == 'param'` is false once the extra var wins.
     assert_eq!(o.status("h1", "app"), Status::Skipped);
 }
+
+#[tokio::test]
+async fn preflight_names_the_included_file_and_line_of_a_bad_task() {
+    let p = Project::new(
+        &["h1"],
+        &[
+            tasks("- name: first\n  shell: \"true\"\n- import_tasks: extra.yml\n"),
+            (
+                "roles/main/extra.yml",
+                "- name: fine\n  shell: \"true\"\n- name: bad\n  shell: \"echo {{ nowhere }}\"\n",
+            ),
+        ],
+    );
+    let inv = bosun_model::inventory::Inventory::load(&p.dir.join("inventory.yml"))
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+    let site = crate::load_site(&p.dir.join("roles/site.yml")).unwrap_or_else(|e| panic!("{e}"));
+    let templates = bosun_model::template::Templates::default();
+    let err = crate::preflight(&inv, &site, &opts(), &templates)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("roles/main/extra.yml:3:"), "{err}");
+    assert!(err.contains("nowhere"), "{err}");
+}
