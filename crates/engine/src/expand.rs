@@ -12,7 +12,8 @@ use bosun_model::site::{Project, Role, Task};
 use bosun_model::template::{self, Pending, Templates};
 use minijinja::Value as JValue;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// Variables visible to one host's templates, by top-level name.
@@ -22,6 +23,8 @@ pub struct Scope {
     /// Variables whose values are templates not yet rendered (they read a value that
     /// does not exist yet, such as a registered result).
     unresolved: BTreeMap<String, Value>,
+    /// The names of extra vars (`-e`): nothing scoped to a task overrides them.
+    extra: std::sync::Arc<BTreeSet<String>>,
 }
 
 /// Values that are the same for every host of a run (built once).
@@ -109,6 +112,7 @@ impl Scope {
         let mut scope = Scope {
             vars,
             unresolved: raw,
+            extra: std::sync::Arc::new(extra.keys().cloned().collect()),
         };
         scope.resolve(templates);
         scope
@@ -150,6 +154,30 @@ impl Scope {
                 return;
             }
         }
+    }
+
+    /// The scope `task` sees: its `vars` (role parameters, include vars) rendered over
+    /// this one, in order (one may read an earlier one); extra vars still win.
+    pub fn for_task(
+        &self,
+        task: &Task,
+        templates: &Templates,
+    ) -> Result<Cow<'_, Scope>, ExpandError> {
+        if task.vars.is_empty() {
+            return Ok(Cow::Borrowed(self));
+        }
+        let mut scope = self.clone();
+        for (k, v) in &task.vars {
+            if self.extra.contains(k) {
+                continue;
+            }
+            let v = templates
+                .render_value(v, &scope.context())
+                .map_err(|e| terr(task, &format!("vars: {k}"), &e))?;
+            scope.vars.insert(k.clone(), bosun_model::template::jv(&v));
+            scope.unresolved.remove(k);
+        }
+        Ok(Cow::Owned(scope))
     }
 
     /// Sets a variable unless an extra var (`-e`) of that name exists: extra vars win.
@@ -434,6 +462,7 @@ pub fn expand(
     templates: &Templates,
     scope: &Scope,
 ) -> Result<Vec<ItemOutcome>, ExpandError> {
+    let scope = scope.for_task(task, templates)?;
     let base = scope.context();
     let items: Vec<(Option<Value>, JValue)> = match loop_items(task, templates, &base)? {
         None => vec![(None, base)],
@@ -557,6 +586,9 @@ pub fn referenced_names(task: &Task, templates: &Templates) -> Vec<String> {
         }
     }
     strings(&task.args, &mut texts);
+    for v in task.vars.values() {
+        strings(v, &mut texts);
+    }
     if let Some(l) = &task.loop_items {
         strings(l, &mut texts);
     }

@@ -320,7 +320,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 && !self.scope.is_unresolved(n)
                 && !pending_regs.contains_key(n)
         };
-        let ctx = self.scope.context();
+        let Ok(scope) = self.scope.for_task(task, templates) else {
+            return false;
+        };
+        let ctx = scope.context();
         task.when.iter().any(|w| {
             templates.expression_names(w).iter().all(known)
                 && matches!(templates.test(w, &ctx), Ok(false))
@@ -714,7 +717,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
             return;
         }
         let v = bosun_model::template::jv(res.to_json());
-        let mut scope = self.scope.clone();
+        let mut scope = match self.scope.for_task(e.task, self.ctx.templates) {
+            Ok(s) => s.into_owned(),
+            Err(_) => self.scope.clone(),
+        };
         if let Some(name) = &e.task.register {
             scope.set(name, v.clone(), &serde_json::Map::new());
         }
@@ -802,7 +808,10 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 return Ok(Vec::new());
             };
             let v = bosun_model::template::jv(res.to_json());
-            let mut scope = self.scope.clone();
+            let mut scope = match self.scope.for_task(e.task, self.ctx.templates) {
+                Ok(s) => s.into_owned(),
+                Err(_) => self.scope.clone(),
+            };
             if let Some(name) = &e.task.register {
                 scope.set(name, v.clone(), &serde_json::Map::new());
             }

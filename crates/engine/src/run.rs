@@ -146,17 +146,26 @@ pub fn preflight(
         };
         for host in hosts {
             let mut scope = Scope::new(host, &pv);
-            for role in &roles {
-                for task in role.tasks.iter().chain(role.handlers.iter()) {
-                    for name in expand::defined_names(task) {
-                        scope.set_pending(&name);
-                    }
+            // The play's tasks (pre_tasks, roles, post_tasks), then its roles' handlers.
+            let tasks: Vec<(&Role, &bosun_model::site::Task)> = play
+                .tasks
+                .iter()
+                .filter_map(|t| site.role_of(t).map(|r| (r, t)))
+                .chain(
+                    roles
+                        .iter()
+                        .flat_map(|r| r.handlers.iter().map(move |h| (*r, h))),
+                )
+                .collect();
+            for (_, task) in &tasks {
+                for name in expand::defined_names(task) {
+                    scope.set_pending(&name);
                 }
             }
             scope.set_facts_pending();
             scope.resolve(templates);
-            for role in &roles {
-                for (i, task) in role.tasks.iter().chain(role.handlers.iter()).enumerate() {
+            {
+                for (i, (role, task)) in tasks.iter().enumerate() {
                     let expanded = expand::expand(i, task, role, &site.project, templates, &scope);
                     if let Ok(units) = &expanded {
                         if let Some(e) = unknown_delegate(inv, task, units) {
@@ -467,10 +476,11 @@ pub async fn run(
                         fatal: &fatal,
                         delegates: &delegates,
                     };
-                    let entries: Vec<Entry> = roles
+                    let entries: Vec<Entry> = play
+                        .tasks
                         .iter()
-                        .flat_map(|r| {
-                            r.tasks.iter().map(move |t| Entry {
+                        .filter_map(|t| {
+                            site.role_of(t).map(|r| Entry {
                                 role: r,
                                 task: t,
                                 handler: false,

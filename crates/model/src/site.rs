@@ -13,7 +13,13 @@
 //!
 //! A role is `roles/NAME/{tasks.yml, handlers.yml, defaults.yml}`; its templates are looked
 //! up in `roles/NAME/templates/`, then `templates/NAME/`, then `templates/`; files for
-//! `copy: src:` in `roles/NAME/files/`.
+//! `copy: src:` in `roles/NAME/files/`. Includes, role imports, role dependencies
+//! (`roles/NAME/meta.yml`), role parameters and `pre_tasks`/`post_tasks` are resolved at
+//! load time by [`compose`].
+
+mod compose;
+
+pub use compose::RoleRef;
 
 use crate::diag::{LoadError, LoadErrors, Place};
 use crate::text::closest;
@@ -79,7 +85,14 @@ impl Serial {
 pub struct Play {
     pub name: String,
     pub hosts: String,
+    /// Every role of the play once, in order of first use: the ones it names, their
+    /// dependencies and the roles their tasks import (their defaults and handlers join
+    /// the play).
     pub roles: Vec<String>,
+    /// What the play runs, in order: `pre_tasks`, each role's tasks (its dependencies'
+    /// first, includes and imports expanded, role parameters in [`Task::vars`]), then
+    /// `post_tasks`. [`Site::role_of`] gives each task's role.
+    pub tasks: Vec<Task>,
     pub serial: Serial,
     pub max_fail_percentage: Option<f64>,
     /// One host's failure stops the play on every host (after the task each is on).
@@ -126,7 +139,12 @@ pub struct Task {
     /// `delegate_to:` — the inventory host (or `local`, the controller) whose connection
     /// runs the task, with this host's variables.
     pub delegate_to: Option<String>,
+    /// Variables scoped to this task: role parameters (`{role: x, vars: ...}`,
+    /// `import_role` vars) and include vars. Above role defaults, inventory and play vars,
+    /// below extra vars.
+    pub vars: Map<String, Value>,
     pub place: Place,
+    /// The role whose files the task uses; empty for `pre_tasks`/`post_tasks`.
     pub role: String,
 }
 
@@ -143,8 +161,12 @@ pub struct Role {
     pub dir: PathBuf,
     pub defaults: Map<String, Value>,
     pub defaults_file: PathBuf,
+    /// Its tasks, includes and role imports expanded (its dependencies are not in them:
+    /// a play runs those first, once).
     pub tasks: Vec<Task>,
     pub handlers: Vec<Task>,
+    /// `dependencies:` from `roles/NAME/meta.yml`.
+    pub deps: Vec<RoleRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +175,20 @@ pub struct Site {
     pub project: Project,
     pub plays: Vec<Play>,
     pub roles: IndexMap<String, Role>,
+    /// What `pre_tasks`/`post_tasks` use as their role: files and templates next to the
+    /// site file.
+    pub site_role: Role,
+}
+
+impl Site {
+    /// The role a task of a play belongs to (the site's for `pre_tasks`/`post_tasks`).
+    pub fn role_of(&self, task: &Task) -> Option<&Role> {
+        if task.role.is_empty() {
+            Some(&self.site_role)
+        } else {
+            self.roles.get(&task.role)
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,7 +197,11 @@ struct RawPlay {
     name: Option<String>,
     hosts: String,
     #[serde(default)]
-    roles: Vec<Spanned<String>>,
+    roles: Vec<Spanned<Value>>,
+    #[serde(default)]
+    pre_tasks: Vec<RawTask>,
+    #[serde(default)]
+    post_tasks: Vec<RawTask>,
     serial: Option<Value>,
     max_fail_percentage: Option<f64>,
     #[serde(default)]
@@ -217,7 +257,7 @@ impl Site {
         let raw: Vec<Spanned<RawPlay>> = crate::yaml::load(path)?;
         let mut errors = Vec::new();
         let mut plays = Vec::new();
-        let mut roles = IndexMap::new();
+        let mut loader = compose::Loader::new(&project, modules);
         for (i, rp) in raw.into_iter().enumerate() {
             let place = Place::at(path, &rp.referenced);
             let p = rp.value;
@@ -270,44 +310,14 @@ impl Site {
                 }
                 u => u.map(|u| u.value),
             };
-            for r in &p.roles {
-                if roles.contains_key(&r.value) {
-                    continue;
-                }
-                match Role::load(&project, &r.value, modules) {
-                    Ok(role) => {
-                        roles.insert(r.value.clone(), role);
-                    }
-                    Err(RoleError::Missing) => {
-                        let known = list_roles(&project);
-                        let known: Vec<&str> = known.iter().map(String::as_str).collect();
-                        let mut e = LoadError::new(
-                            Place::at(path, &r.referenced),
-                            format!(
-                                "role `{}` not found in {}",
-                                r.value,
-                                project.roles_dir().display()
-                            ),
-                        );
-                        e = match closest(&r.value, &known) {
-                            Some(s) => e.hint(format!("did you mean `{s}`?")),
-                            None => e.hint(format!(
-                                "create {}/{}/tasks.yml",
-                                project.roles_dir().display(),
-                                r.value
-                            )),
-                        };
-                        errors.push(e);
-                    }
-                    Err(RoleError::Load(es)) => errors.extend(es.0),
-                }
-            }
+            let composed = loader.play(path, &p.roles, p.pre_tasks, p.post_tasks);
             plays.push(Play {
                 name: p
                     .name
                     .unwrap_or_else(|| format!("play {} ({})", i + 1, p.hosts)),
                 hosts: p.hosts,
-                roles: p.roles.into_iter().map(|r| r.value).collect(),
+                roles: composed.roles,
+                tasks: composed.tasks,
                 serial,
                 max_fail_percentage: p.max_fail_percentage,
                 any_errors_fatal: p.any_errors_fatal,
@@ -318,12 +328,16 @@ impl Site {
                 place,
             });
         }
+        let site_role = loader.site_role(path);
+        let (roles, load_errors) = loader.finish();
+        errors.extend(load_errors);
         if errors.is_empty() {
             Ok(Site {
                 path: path.to_path_buf(),
                 project,
                 plays,
                 roles,
+                site_role,
             })
         } else {
             Err(LoadErrors(errors))
@@ -360,74 +374,7 @@ fn list_roles(project: &Project) -> Vec<String> {
         .unwrap_or_default()
 }
 
-enum RoleError {
-    Missing,
-    Load(LoadErrors),
-}
-
 impl Role {
-    fn load(project: &Project, name: &str, modules: &[&str]) -> Result<Role, RoleError> {
-        let dir = project.roles_dir().join(name);
-        let tasks_file = dir.join("tasks.yml");
-        if !tasks_file.is_file() {
-            return Err(RoleError::Missing);
-        }
-        let mut errors = Vec::new();
-        let defaults_file = dir.join("defaults.yml");
-        let defaults = if defaults_file.is_file() {
-            match crate::yaml::load::<Option<Map<String, Value>>>(&defaults_file) {
-                Ok(m) => m.unwrap_or_default(),
-                Err(e) => {
-                    errors.push(e);
-                    Map::new()
-                }
-            }
-        } else {
-            Map::new()
-        };
-        let tasks = load_tasks(&tasks_file, name, false, modules, &mut errors);
-        let handlers_file = dir.join("handlers.yml");
-        let handlers = if handlers_file.is_file() {
-            load_tasks(&handlers_file, name, true, modules, &mut errors)
-        } else {
-            Vec::new()
-        };
-        // A notify must name a handler of this role, or a topic one listens to (checked
-        // here, not at run time).
-        for t in &tasks {
-            for n in &t.notify {
-                if !handlers.iter().any(|h| h.answers(n)) {
-                    let names: Vec<&str> = handlers
-                        .iter()
-                        .flat_map(|h| std::iter::once(&h.name).chain(&h.listen))
-                        .map(String::as_str)
-                        .collect();
-                    let mut e = LoadError::new(
-                        t.place.clone(),
-                        format!("notify names unknown handler `{n}`"),
-                    );
-                    e = match closest(n, &names) {
-                        Some(s) => e.hint(format!("did you mean `{s}`?")),
-                        None => e.hint(format!("define it in {}", handlers_file.display())),
-                    };
-                    errors.push(e);
-                }
-            }
-        }
-        if errors.is_empty() {
-            Ok(Role {
-                name: name.to_string(),
-                dir,
-                defaults,
-                defaults_file,
-                tasks,
-                handlers,
-            })
-        } else {
-            Err(RoleError::Load(LoadErrors(errors)))
-        }
-    }
-
     /// Directories searched for `template: src:`, most specific first.
     pub fn template_dirs(&self, project: &Project) -> Vec<PathBuf> {
         vec![
@@ -460,8 +407,27 @@ fn load_tasks(
             return Vec::new();
         }
     };
+    parse_tasks(
+        file,
+        role,
+        handlers,
+        raw.unwrap_or_default(),
+        modules,
+        errors,
+    )
+}
+
+/// Parses tasks read from `file` (includes are expanded by [`compose`] before this).
+fn parse_tasks(
+    file: &Path,
+    role: &str,
+    handlers: bool,
+    raw: Vec<RawTask>,
+    modules: &[&str],
+    errors: &mut Vec<LoadError>,
+) -> Vec<Task> {
     let mut out = Vec::new();
-    for rt in raw.unwrap_or_default() {
+    for rt in raw {
         match parse_task(file, role, rt, modules) {
             Ok(t) => {
                 if handlers && t.name.is_empty() {
@@ -508,6 +474,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         timeout: None,
         become_user: None,
         delegate_to: None,
+        vars: Map::new(),
         place: place.clone(),
         role: role.to_string(),
     };

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod compose;
 mod connection;
 mod control;
 mod deadlines;
