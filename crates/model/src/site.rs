@@ -23,6 +23,10 @@ use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
 
+mod block;
+mod notify;
+pub use block::{BlockRef, Section};
+
 /// Where roles and templates live.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -120,9 +124,21 @@ pub struct Task {
     pub timeout: Option<std::time::Duration>,
     pub place: Place,
     pub role: String,
+    /// The blocks the task is in, outermost first (see [`block`]).
+    pub blocks: Vec<BlockRef>,
 }
 
 impl Task {
+    /// `meta: flush_handlers`: run the handlers notified so far, here.
+    pub fn flushes_handlers(&self) -> bool {
+        self.module == "meta" && self.args == "flush_handlers"
+    }
+
+    /// In a `rescue:` section (of any enclosing block).
+    pub fn in_rescue(&self) -> bool {
+        self.blocks.iter().any(|b| b.section == Section::Rescue)
+    }
+
     /// Whether a notification of `name` runs this handler: its name or a `listen` topic.
     pub fn answers(&self, name: &str) -> bool {
         self.name == name || self.listen.iter().any(|t| t == name)
@@ -165,7 +181,7 @@ struct RawPlay {
     task_timeout: Option<Spanned<Value>>,
 }
 
-type RawTask = Spanned<IndexMap<Spanned<String>, Spanned<Value>>>;
+use block::RawTask;
 
 /// Task keys that are not modules.
 const KEYWORDS: &[&str] = &[
@@ -185,6 +201,7 @@ const KEYWORDS: &[&str] = &[
     "changed_when",
     "failed_when",
     "timeout",
+    "meta",
 ];
 
 /// A deadline in seconds: a positive number (`timeout: 300`, `task_timeout: 1.5`).
@@ -293,6 +310,7 @@ impl Site {
                 place,
             });
         }
+        errors.extend(notify::check(&plays, &roles));
         if errors.is_empty() {
             Ok(Site {
                 path: path.to_path_buf(),
@@ -367,28 +385,8 @@ impl Role {
         } else {
             Vec::new()
         };
-        // A notify must name a handler of this role, or a topic one listens to (checked
-        // here, not at run time).
-        for t in &tasks {
-            for n in &t.notify {
-                if !handlers.iter().any(|h| h.answers(n)) {
-                    let names: Vec<&str> = handlers
-                        .iter()
-                        .flat_map(|h| std::iter::once(&h.name).chain(&h.listen))
-                        .map(String::as_str)
-                        .collect();
-                    let mut e = LoadError::new(
-                        t.place.clone(),
-                        format!("notify names unknown handler `{n}`"),
-                    );
-                    e = match closest(n, &names) {
-                        Some(s) => e.hint(format!("did you mean `{s}`?")),
-                        None => e.hint(format!("define it in {}", handlers_file.display())),
-                    };
-                    errors.push(e);
-                }
-            }
-        }
+        // Each notify names a handler of a role of the play: checked per play, by
+        // [`notify::check`].
         if errors.is_empty() {
             Ok(Role {
                 name: name.to_string(),
@@ -437,23 +435,40 @@ fn load_tasks(
     };
     let mut out = Vec::new();
     for rt in raw.unwrap_or_default() {
-        match parse_task(file, role, rt, modules) {
-            Ok(t) => {
-                if handlers && t.name.is_empty() {
-                    errors.push(LoadError::new(
-                        t.place.clone(),
-                        "a handler needs a `name` (tasks notify it by name)",
-                    ));
-                }
-                if !handlers && !t.listen.is_empty() {
-                    errors.push(
-                        LoadError::new(t.place.clone(), "`listen` is for handlers, not tasks")
-                            .hint("move the task to handlers.yml, or notify a handler from it"),
-                    );
-                }
-                out.push(t)
-            }
-            Err(e) => errors.push(e),
+        block::flatten(
+            file,
+            role,
+            rt,
+            modules,
+            &Default::default(),
+            &mut out,
+            errors,
+        );
+    }
+    for t in &out {
+        if handlers && !t.blocks.is_empty() {
+            errors.push(
+                LoadError::new(t.place.clone(), "blocks are not supported in handlers")
+                    .hint("make each handler a single task"),
+            );
+        }
+        if handlers && t.module == "meta" {
+            errors.push(LoadError::new(
+                t.place.clone(),
+                "`meta` is for tasks, not handlers",
+            ));
+        }
+        if handlers && t.name.is_empty() {
+            errors.push(LoadError::new(
+                t.place.clone(),
+                "a handler needs a `name` (tasks notify it by name)",
+            ));
+        }
+        if !handlers && !t.listen.is_empty() {
+            errors.push(
+                LoadError::new(t.place.clone(), "`listen` is for handlers, not tasks")
+                    .hint("move the task to handlers.yml, or notify a handler from it"),
+            );
         }
     }
     out
@@ -483,6 +498,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         timeout: None,
         place: place.clone(),
         role: role.to_string(),
+        blocks: Vec::new(),
     };
     for (k, v) in rt.value {
         let kplace = Place::at(file, &k.referenced);
@@ -550,7 +566,14 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
                         .to_string(),
                 )
             }
-            m if modules.contains(&m) => {
+            m if m == "meta" || modules.contains(&m) => {
+                let val = if m == "meta" {
+                    block::meta_action(&val).map_err(|msg| {
+                        LoadError::new(kplace.clone(), msg).hint("meta: flush_handlers")
+                    })?
+                } else {
+                    val
+                };
                 if let Some((other, _, _)) = &module {
                     return Err(LoadError::new(
                         kplace,
@@ -584,10 +607,16 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         );
     };
     if t.name.is_empty() {
-        t.name = m.to_string();
+        t.name = match &args {
+            Value::String(a) if m == "meta" => format!("meta: {a}"),
+            _ => m.to_string(),
+        };
     }
     t.module = m;
     t.args = args;
+    if t.module == "meta" {
+        block::check_meta(&t).map_err(|msg| LoadError::new(place, msg))?;
+    }
     Ok(t)
 }
 
