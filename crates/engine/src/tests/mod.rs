@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod blocks;
 mod connection;
 mod control;
 mod deadlines;
