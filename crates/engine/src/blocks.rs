@@ -72,7 +72,9 @@ impl Blocks {
             let mut chain = Vec::with_capacity(t.blocks.len());
             for (d, r) in t.blocks.iter().enumerate() {
                 let same = follows
-                    && prev.and_then(|p| p.blocks.get(d)).is_some_and(|pr| pr.id == r.id)
+                    && prev
+                        .and_then(|p| p.blocks.get(d))
+                        .is_some_and(|pr| pr.id == r.id)
                     && chain.len() == d;
                 let span = match b.chains.last().and_then(|c| c.get(d)) {
                     Some(&(s, _)) if same => s,

@@ -43,7 +43,10 @@ impl Entry<'_> {
 
 /// The handlers of `roles` that `notified` (role, name or topic) asks for: each once, in
 /// the order its role defines them, however many tasks (of however many roles) notified it.
-pub fn handlers_for<'r>(roles: &[&'r Role], notified: &BTreeSet<(String, String)>) -> Vec<Entry<'r>> {
+pub fn handlers_for<'r>(
+    roles: &[&'r Role],
+    notified: &BTreeSet<(String, String)>,
+) -> Vec<Entry<'r>> {
     roles
         .iter()
         .flat_map(|r| {

@@ -219,7 +219,12 @@ async fn check_mode_shows_the_rescue_that_would_run() {
     let mut o = opts();
     o.check = true;
     let out = p.run(o).await;
-    assert_eq!(out.status("h1", "must hold"), Status::Failed, "{}", out.dump());
+    assert_eq!(
+        out.status("h1", "must hold"),
+        Status::Failed,
+        "{}",
+        out.dump()
+    );
     assert!(!out.reported("h1", "rest"));
     let r = out.task("h1", "repair");
     assert!(r.rescue && r.status == Status::Changed, "{}", out.dump());
@@ -238,10 +243,7 @@ async fn flush_handlers_runs_what_was_notified_so_far_then_later_ones_at_the_end
         log("t2", "t2"),
         notify("t3", "t3")
     );
-    let p = Project::new(
-        &["h1"],
-        &[tasks(&yaml), handlers(&log("h", "handler"))],
-    );
+    let p = Project::new(&["h1"], &[tasks(&yaml), handlers(&log("h", "handler"))]);
     let o = p.converge().await;
     assert_eq!(
         p.read("h1", "log"),

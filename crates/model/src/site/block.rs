@@ -66,10 +66,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Default)]
 pub(super) struct RawFields {
     fields: IndexMap<Spanned<String>, Spanned<Value>>,
-    sections: Vec<(Spanned<String>, Spanned<Option<Vec<RawTask>>>)>,
+    sections: Vec<(Spanned<String>, RawSection)>,
 }
 
 pub(super) type RawTask = Spanned<RawFields>;
+
+/// A section's tasks as written (`null` when the key has no value).
+type RawSection = Spanned<Option<Vec<RawTask>>>;
 
 impl IntoIterator for RawFields {
     type Item = (Spanned<String>, Spanned<Value>);
@@ -97,7 +100,7 @@ impl<'de> Deserialize<'de> for RawFields {
                 // everything else is plain data.
                 while let Some(k) = m.next_key::<Spanned<String>>()? {
                     if SECTIONS.contains(&k.value.as_str()) {
-                        let v = m.next_value::<Spanned<Option<Vec<RawTask>>>>()?;
+                        let v = m.next_value::<RawSection>()?;
                         out.sections.push((k, v));
                     } else {
                         let v = m.next_value::<Spanned<Value>>()?;
@@ -232,7 +235,7 @@ pub(super) fn flatten(
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     // Main, rescue, always: in that order whatever order the file wrote them in.
-    let mut sections: Vec<(Section, Spanned<String>, Spanned<Option<Vec<RawTask>>>)> = sections
+    let mut sections: Vec<(Section, Spanned<String>, RawSection)> = sections
         .into_iter()
         .map(|(k, v)| {
             let s = match k.value.as_str() {
@@ -253,8 +256,11 @@ pub(super) fn flatten(
                 format!("an empty `{}`", k.value)
             };
             errors.push(
-                LoadError::new(Place::at(file, &k.referenced), format!("{what} (at {place})"))
-                    .hint(format!("list tasks under `{}:`, or remove it", k.value)),
+                LoadError::new(
+                    Place::at(file, &k.referenced),
+                    format!("{what} (at {place})"),
+                )
+                .hint(format!("list tasks under `{}:`, or remove it", k.value)),
             );
             continue;
         }
@@ -274,7 +280,10 @@ pub(super) fn flatten(
 pub(super) fn meta_action(v: &Value) -> Result<Value, String> {
     match v.as_str() {
         Some(a) if META_ACTIONS.contains(&a) => Ok(Value::String(a.to_string())),
-        _ => Err(format!("`meta` must be one of: {}", META_ACTIONS.join(", "))),
+        _ => Err(format!(
+            "`meta` must be one of: {}",
+            META_ACTIONS.join(", ")
+        )),
     }
 }
 
@@ -361,7 +370,8 @@ mod tests {
         assert!(e.is_empty(), "{e:?}");
         let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["one", "two", "fix", "last", "after"]);
-        let sections = |i: usize| -> Vec<Section> { t[i].blocks.iter().map(|b| b.section).collect() };
+        let sections =
+            |i: usize| -> Vec<Section> { t[i].blocks.iter().map(|b| b.section).collect() };
         assert_eq!(sections(0), [Section::Main]);
         assert_eq!(sections(1), [Section::Main, Section::Main]);
         assert_eq!(sections(2), [Section::Main, Section::Rescue]);
@@ -402,10 +412,18 @@ mod tests {
         let (_, e) = tasks("- name: a\n  file: {}\n- name: b\n  rescue:\n    - file: {}\n");
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].place.line, 4);
-        assert!(e[0].message.contains("`rescue` without `block`"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("`rescue` without `block`"),
+            "{}",
+            e[0].message
+        );
         let (_, e) = tasks("- always:\n    - file: {}\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].message.contains("`always` without `block`"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("`always` without `block`"),
+            "{}",
+            e[0].message
+        );
     }
 
     #[test]
@@ -413,10 +431,16 @@ mod tests {
         let (_, e) = tasks("- name: b\n  block:\n    - file: {}\n  apt: {}\n");
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].place.line, 4);
-        assert!(e[0].message.contains("module `apt` beside `block`"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("module `apt` beside `block`"),
+            "{}",
+            e[0].message
+        );
         let (_, e) = tasks("- block:\n    - file: {}\n  notify: x\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].message.contains("`notify` is not supported on a block"));
+        assert!(e[0]
+            .message
+            .contains("`notify` is not supported on a block"));
         let (_, e) = tasks("- block:\n    - file: {}\n  resuce:\n    - file: {}\n");
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].hint.as_deref().unwrap_or("").contains("rescue"));
@@ -430,12 +454,18 @@ mod tests {
         assert!(e[0].message.contains("an empty block"), "{}", e[0].message);
         let (_, e) = tasks("- block:\n    - file: {}\n  always:\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].message.contains("an empty `always`"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("an empty `always`"),
+            "{}",
+            e[0].message
+        );
     }
 
     #[test]
     fn a_bad_task_inside_a_block_names_its_own_line() {
-        let (_, e) = tasks("- block:\n    - name: ok\n      file: {}\n    - name: bad\n      tempalte: {}\n");
+        let (_, e) = tasks(
+            "- block:\n    - name: ok\n      file: {}\n    - name: bad\n      tempalte: {}\n",
+        );
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].place.line, 5);
         assert!(e[0].message.contains("`tempalte`"), "{}", e[0].message);

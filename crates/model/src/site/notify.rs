@@ -82,7 +82,10 @@ mod tests {
     fn a_task_may_notify_a_handler_of_another_role_of_its_play() {
         let files = [
             ("roles/site.yml", "- hosts: all\n  roles: [a, b]\n"),
-            ("roles/a/tasks.yml", "- shell: x\n  notify: [reload b, b topic]\n"),
+            (
+                "roles/a/tasks.yml",
+                "- shell: x\n  notify: [reload b, b topic]\n",
+            ),
             ("roles/b/tasks.yml", "- shell: y\n"),
             (
                 "roles/b/handlers.yml",
@@ -96,15 +99,25 @@ mod tests {
     #[test]
     fn an_unknown_handler_is_an_error_at_the_task() {
         let files = [
-            ("roles/site.yml", "- hosts: all\n  roles: [a]\n- hosts: all\n  roles: [a, b]\n"),
-            ("roles/a/tasks.yml", "- shell: x\n- shell: x\n  notify: reload b\n"),
+            (
+                "roles/site.yml",
+                "- hosts: all\n  roles: [a]\n- hosts: all\n  roles: [a, b]\n",
+            ),
+            (
+                "roles/a/tasks.yml",
+                "- shell: x\n- shell: x\n  notify: reload b\n",
+            ),
             ("roles/b/tasks.yml", "- shell: y\n"),
             ("roles/b/handlers.yml", "- name: reload b\n  shell: z\n"),
         ];
         // The first play has no role `b`: its handler is unknown there, once.
-        let e = site(&files).err().expect("an error").0;
+        let e = site(&files).expect_err("an error").0;
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].place.line, 2);
-        assert!(e[0].message.contains("unknown handler `reload b`"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("unknown handler `reload b`"),
+            "{}",
+            e[0].message
+        );
     }
 }
