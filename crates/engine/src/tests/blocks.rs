@@ -290,3 +290,39 @@ async fn a_handler_notified_from_two_roles_runs_once() {
     assert_eq!(o.all("h1", "reload other").len(), 1);
     assert!(o.task("h1", "reload other").handler);
 }
+
+#[tokio::test]
+async fn a_cross_role_notification_left_pending_runs_on_the_next_converge() {
+    use crate::fake::{Fault, On};
+    let p = Project::new(
+        &["h1"],
+        &[
+            ("roles/site.yml", "- name: web\n  hosts: web\n  roles: [main, other]\n"),
+            tasks(
+                "- name: conf\n  copy: {dest: \"{{ root }}/conf\", content: \"1\\n\"}\n  notify: reload other\n",
+            ),
+            (
+                "roles/other/tasks.yml",
+                "- name: other\n  file: {path: \"{{ root }}/d\", state: directory}\n",
+            ),
+            (
+                "roles/other/handlers.yml",
+                "- name: reload other\n  shell: \"echo reloaded >> {{ root }}/log\"\n",
+            ),
+        ],
+    );
+    // The run dies before the handler: the notification stays recorded on the host.
+    p.host("h1").fault(
+        On::Contains("echo reloaded".into()),
+        Fault::Break("connection reset".into()),
+    );
+    let o = p.converge().await;
+    assert!(o.unreachable("h1").is_some(), "{}", o.dump());
+    assert_eq!(p.read("h1", "log"), "");
+    // Nothing changes now: the handler runs because the earlier run notified it.
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "conf"), Status::Ok);
+    assert_eq!(p.read("h1", "log"), "reloaded\n", "{}", o.dump());
+    assert_eq!(o.all("h1", "reload other").len(), 1);
+    assert!(!p.host("h1").state_dir().join("notify/main").exists());
+}
