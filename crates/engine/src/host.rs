@@ -70,22 +70,15 @@ pub fn handlers_for<'r>(
 /// own role when one of its handlers answers, otherwise every role of the play whose
 /// handler does (a notify may name another role's handler).
 fn notification_keys(roles: &[&Role], role: &str, name: &str) -> Vec<(String, String)> {
-    let answers = |r: &&&Role| r.handlers.iter().any(|h| h.answers(name));
-    let own: Vec<(String, String)> = roles
-        .iter()
-        .filter(|r| r.name == role)
-        .filter(answers)
-        .map(|r| (r.name.clone(), name.to_string()))
-        .take(1)
-        .collect();
-    if !own.is_empty() {
-        return own;
+    let answers = |r: &Role| r.handlers.iter().any(|h| h.answers(name));
+    let key = |r: &str| (r.to_string(), name.to_string());
+    if roles.iter().any(|r| r.name == role && answers(r)) {
+        return vec![key(role)];
     }
     let mut keys: Vec<(String, String)> = Vec::new();
-    for r in roles.iter().filter(answers) {
-        let k = (r.name.clone(), name.to_string());
-        if !keys.contains(&k) {
-            keys.push(k);
+    for r in roles.iter().filter(|r| answers(r)) {
+        if !keys.iter().any(|(k, _)| *k == r.name) {
+            keys.push(key(&r.name));
         }
     }
     keys
