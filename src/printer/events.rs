@@ -163,7 +163,9 @@ impl Renderer {
             .as_deref()
             .map(|i| format!(" ({i})"))
             .unwrap_or_default();
-        let what = format!("[{}] {} › {}{item}", r.host, r.role, r.task);
+        // A rescue task runs because the block failed: say so, or it reads like the plan.
+        let rescue = if r.rescue { " (rescue)" } else { "" };
+        let what = format!("[{}] {} › {}{item}{rescue}", r.host, r.role, r.task);
         match r.status {
             Status::Changed => {
                 let label = if self.check {
@@ -277,8 +279,16 @@ impl Renderer {
             .bold()
         ));
         let mut head = format!(
-            "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>7}  {:>11}  {:>7}",
-            "HOST", "OK", "CHANGED", "FAILED", "SKIPPED", "IGNORED", "UNREACHABLE", "SECONDS"
+            "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>7}  {:>7}  {:>11}  {:>7}",
+            "HOST",
+            "OK",
+            "CHANGED",
+            "FAILED",
+            "SKIPPED",
+            "IGNORED",
+            "RESCUED",
+            "UNREACHABLE",
+            "SECONDS"
         );
         if self.verbose > 0 {
             head.push_str("  EXECS (per play)");
@@ -286,13 +296,14 @@ impl Renderer {
         self.line(&head);
         for h in hosts {
             let mut row = format!(
-                "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>7}  {:>11}  {:>7.2}",
+                "{:<w$}  {:>4}  {:>7}  {:>6}  {:>7}  {:>7}  {:>7}  {:>11}  {:>7.2}",
                 h.host,
                 h.ok,
                 h.changed,
                 h.failed,
                 h.skipped,
                 h.ignored,
+                h.rescued,
                 if h.unreachable { 1 } else { 0 },
                 h.seconds
             );
@@ -366,6 +377,7 @@ mod tests {
             always: false,
             handler: false,
             shown: false,
+            rescue: false,
             message: Some("stderr: \u{9b}1;1Hboom\x1b]52;c;eA==\x1b\\".into()),
         });
         let clean = without_escapes(&ev);

@@ -53,6 +53,9 @@ pub struct TaskReport {
     /// Shown without `-v`: the task exists to show its message (`debug`, `assert`).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub shown: bool,
+    /// In a block's `rescue`: it runs because a task of the block failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub rescue: bool,
     /// Why nothing changed, or why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -68,6 +71,9 @@ pub struct HostRecap {
     /// Failures under `ignore_errors`.
     #[serde(default)]
     pub ignored: u32,
+    /// Failures a block's `rescue` handled (the host went on).
+    #[serde(default)]
+    pub rescued: u32,
     pub unreachable: bool,
     /// The run was interrupted before this host was done.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
@@ -235,6 +241,7 @@ impl Event {
                         failed: _,
                         skipped: _,
                         ignored: _,
+                        rescued: _,
                         unreachable: _,
                         interrupted: _,
                         seconds: _,
@@ -268,6 +275,7 @@ impl TaskReport {
             always: _,
             handler: _,
             shown: _,
+            rescue: _,
             message,
         } = self;
         for s in [host, play, role, task] {

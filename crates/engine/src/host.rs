@@ -11,6 +11,7 @@
 //! round, so `register` never sees a guess.
 
 use super::batch::{Batch, StepEnd, STATE_DIR_SH};
+use super::blocks::{AfterFailure, Blocks, Failing};
 use super::expand::{self, ItemOutcome, Scope, Unit};
 use super::{Emitter, HostStats, RunOptions};
 use crate::event::{Event, Status, TaskReport};
@@ -23,13 +24,64 @@ use bosun_model::shell::quote;
 use bosun_model::site::{Play, Project, Role, Task};
 use bosun_model::template::Templates;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// A task or handler in play order.
 pub struct Entry<'a> {
     pub role: &'a Role,
     pub task: &'a Task,
     pub handler: bool,
+}
+
+impl Entry<'_> {
+    /// The task right after `prev`'s in the same role's list: the two may share a block.
+    fn follows(&self, prev: &Entry) -> bool {
+        std::ptr::eq(self.role, prev.role)
+            && std::ptr::eq((prev.task as *const Task).wrapping_add(1), self.task)
+    }
+}
+
+/// The handlers of `roles` that `notified` (role, name or topic) asks for: each once, in
+/// the order its role defines them, however many tasks (of however many roles) notified it.
+pub fn handlers_for<'r>(
+    roles: &[&'r Role],
+    notified: &BTreeSet<(String, String)>,
+) -> Vec<Entry<'r>> {
+    roles
+        .iter()
+        .flat_map(|r| {
+            r.handlers
+                .iter()
+                .filter(|h| {
+                    notified
+                        .iter()
+                        .any(|(role, n)| *role == r.name && h.answers(n))
+                })
+                .map(move |h| Entry {
+                    role: r,
+                    task: h,
+                    handler: true,
+                })
+        })
+        .collect()
+}
+
+/// The (role, name) keys a notification of `name` from a task of `role` books: the task's
+/// own role when one of its handlers answers, otherwise every role of the play whose
+/// handler does (a notify may name another role's handler).
+fn notification_keys(roles: &[&Role], role: &str, name: &str) -> Vec<(String, String)> {
+    let answers = |r: &Role| r.handlers.iter().any(|h| h.answers(name));
+    let key = |r: &str| (r.to_string(), name.to_string());
+    if roles.iter().any(|r| r.name == role && answers(r)) {
+        return vec![key(role)];
+    }
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in roles.iter().filter(|r| answers(r)) {
+        if !keys.iter().any(|(k, _)| *k == r.name) {
+            keys.push(key(&r.name));
+        }
+    }
+    keys
 }
 
 /// What a play needs to run one host.
@@ -262,15 +314,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
             let Some((role, handler)) = line.split_once('\t') else {
                 continue;
             };
-            let key = (role.to_string(), handler.to_string());
-            let known = self
-                .ctx
-                .roles
-                .iter()
-                .any(|r| r.name == role && r.handlers.iter().any(|h| h.answers(handler)));
-            if known && !self.pending_earlier.contains(&key) {
-                self.notified.insert(key.clone());
-                self.pending_earlier.push(key);
+            for key in notification_keys(self.ctx.roles, role, handler) {
+                if !self.pending_earlier.contains(&key) {
+                    self.notified.insert(key.clone());
+                    self.pending_earlier.push(key);
+                }
             }
         }
     }
@@ -290,6 +338,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
             always: false,
             handler: entry.handler,
             shown: false,
+            rescue: entry.task.in_rescue(),
             message: None,
         }
     }
@@ -331,7 +380,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
     }
 
     fn selected(&self, entry: &Entry) -> bool {
-        if entry.handler {
+        // `meta` runs where it is written, whatever the tags.
+        if entry.handler || entry.task.module == "meta" {
             return true;
         }
         let opts = self.ctx.opts;
@@ -359,6 +409,16 @@ impl<'a, 'b> HostRun<'a, 'b> {
         let mut remaining: HashMap<usize, usize> = HashMap::new();
         // Per task: its units' results with their item slots, in the order they finished.
         let mut results: HashMap<usize, Vec<(usize, UnitResult)>> = HashMap::new();
+        // Blocks: their sections over `entries`, the rescues a failure entered, and the
+        // blocks whose `always` runs before their failure goes on.
+        let blocks = Blocks::new(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.task, i > 0 && e.follows(&entries[i - 1]))),
+        );
+        let mut rescuing: HashSet<usize> = HashSet::new();
+        let mut failing: Vec<Failing> = Vec::new();
 
         loop {
             // Interrupted: start nothing new.
@@ -374,8 +434,31 @@ impl<'a, 'b> HostRun<'a, 'b> {
             }
             // 1. Expand as many tasks as can be known now.
             while next < entries.len() {
+                // A rescue runs only after a failure in its block.
+                if let Some(to) = blocks.skip(next, &rescuing) {
+                    next = to;
+                    continue;
+                }
+                // A failing block's `always` is all queued: its failure goes on once it ran.
+                if failing
+                    .last()
+                    .is_some_and(|f| next >= blocks.spans[f.span].end())
+                {
+                    break;
+                }
                 let e = &entries[next];
                 if !self.selected(e) {
+                    next += 1;
+                    continue;
+                }
+                if e.task.flushes_handlers() {
+                    // Everything before it runs first.
+                    if !queue.is_empty() {
+                        break;
+                    }
+                    if let Err(end) = self.flush_handlers(e).await {
+                        return end;
+                    }
                     next += 1;
                     continue;
                 }
@@ -430,11 +513,27 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     // It may read facts (a template file, a `when`): try again once they
                     // are known.
                     Err(_) if !self.facts_known => break,
+                    // In a block, the tasks before it run first: a rescue comes after them.
+                    Err(_) if !queue.is_empty() && !blocks.chain(next).is_empty() => break,
                     Err(err) => {
                         let mut r = self.report(e, None, Status::Failed);
                         r.message = Some(err.render());
                         self.emit(r);
-                        return HostEnd::Failed;
+                        let res = UnitResult {
+                            failed: true,
+                            msg: err.render(),
+                            ..Default::default()
+                        };
+                        self.set_failed_vars(e, &res);
+                        let after =
+                            blocks.fail(blocks.chain(next).to_vec(), &mut rescuing, &mut failing);
+                        match self.after_failure(after, &failing) {
+                            Some(to) => {
+                                next = to;
+                                continue;
+                            }
+                            None => return HostEnd::Failed,
+                        }
                     }
                 };
                 let mut units = 0;
@@ -476,6 +575,17 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 }
             }
             if queue.is_empty() {
+                // A failing block's `always` ran: the failure goes on outside it.
+                if let Some(f) = failing.pop_if(|f| next >= blocks.spans[f.span].end()) {
+                    let after = blocks.fail(f.outer, &mut rescuing, &mut failing);
+                    match self.after_failure(after, &failing) {
+                        Some(to) => {
+                            next = to;
+                            continue;
+                        }
+                        None => return HostEnd::Failed,
+                    }
+                }
                 if next >= entries.len() {
                     return HostEnd::Done;
                 }
@@ -505,9 +615,11 @@ impl<'a, 'b> HostRun<'a, 'b> {
             };
 
             // 3. Book results; a task is done when all its units are.
-            let mut failed = false;
+            let mut first_failed: Option<(usize, UnitResult)> = None;
             for ((entry, res), slot) in finished.into_iter().zip(slots) {
-                failed |= res.failed && !entries[entry].task.ignore_errors;
+                if res.failed && !entries[entry].task.ignore_errors && first_failed.is_none() {
+                    first_failed = Some((entry, res.clone()));
+                }
                 results.entry(entry).or_default().push((slot, res));
                 if let Some(n) = remaining.get_mut(&entry) {
                     *n -= 1;
@@ -520,21 +632,116 @@ impl<'a, 'b> HostRun<'a, 'b> {
                         let res = item_order(results.remove(&entry));
                         if res.iter().any(|r| r.changed) {
                             for h in &e.task.notify {
-                                self.notified.insert((e.role.name.clone(), h.clone()));
+                                let keys = notification_keys(self.ctx.roles, &e.role.name, h);
+                                self.notified.extend(keys);
                             }
                         }
                         self.register(e, res);
                     }
                 }
             }
-            if failed {
-                return if self.ctx.opts.interrupt.level() > 0 {
-                    HostEnd::Interrupted
-                } else {
-                    HostEnd::Failed
+            if let Some((entry, res)) = first_failed {
+                if self.ctx.opts.interrupt.level() > 0 {
+                    return HostEnd::Interrupted;
+                }
+                let e = &entries[entry];
+                self.set_failed_vars(e, &res);
+                let after = blocks.fail(blocks.chain(entry).to_vec(), &mut rescuing, &mut failing);
+                let Some(to) = self.after_failure(after, &failing) else {
+                    return HostEnd::Failed;
                 };
+                // Nothing queued after the failure runs. The failed task registers what
+                // its items did; tasks that had not finished register nothing.
+                queue.clear();
+                if remaining.remove(&entry).is_some() {
+                    self.register(e, item_order(results.remove(&entry)));
+                }
+                remaining.clear();
+                results.clear();
+                pending_regs.clear();
+                next = to;
             }
         }
+    }
+
+    /// A failure in a block: `ansible_failed_task` and `ansible_failed_result`, for its
+    /// rescue (outside blocks the host fails, and nothing reads them).
+    fn set_failed_vars(&mut self, e: &Entry, res: &UnitResult) {
+        if e.task.blocks.is_empty() {
+            return;
+        }
+        let extra = &self.ctx.opts.extra_vars;
+        let task = json!({"name": e.task.name, "role": e.role.name});
+        self.scope.set(
+            "ansible_failed_task",
+            bosun_model::template::jv(&task),
+            extra,
+        );
+        self.scope.set(
+            "ansible_failed_result",
+            bosun_model::template::jv(res.to_json()),
+            extra,
+        );
+    }
+
+    /// Where the host goes after a failure (`None`: it fails). A rescue handles the
+    /// failure: the recap counts it as rescued, not failed, unless an outer block is
+    /// still failing (its always is running).
+    fn after_failure(&mut self, after: AfterFailure, failing: &[Failing]) -> Option<usize> {
+        match after {
+            AfterFailure::Rescue(to) => {
+                self.stats.failed = self.stats.failed.saturating_sub(1);
+                self.stats.rescued += 1;
+                if failing.is_empty() {
+                    self.failure = None;
+                }
+                Some(to)
+            }
+            AfterFailure::Always(to) => Some(to),
+            AfterFailure::Fail => None,
+        }
+    }
+
+    /// `meta: flush_handlers`: the handlers notified so far run now (nothing is queued);
+    /// the end of the play runs only those notified after.
+    async fn flush_handlers(&mut self, e: &Entry<'_>) -> Result<(), HostEnd> {
+        let ctx = self.scope.context();
+        for w in &e.task.when {
+            match self.ctx.templates.test(w, &ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let mut r = self.report(e, None, Status::Skipped);
+                    r.message = Some(format!("when: {w}"));
+                    self.emit(r);
+                    return Ok(());
+                }
+                Err(err) => {
+                    let mut r = self.report(e, None, Status::Failed);
+                    r.message = Some(format!("when: {}", bosun_model::template::describe(&err)));
+                    self.emit(r);
+                    return Err(HostEnd::Failed);
+                }
+            }
+        }
+        let handlers = handlers_for(self.ctx.roles, &self.notified);
+        if handlers.is_empty() {
+            return Ok(());
+        }
+        let end = Box::pin(self.run(&handlers)).await;
+        if end != HostEnd::Done {
+            return Err(end);
+        }
+        self.notified.clear();
+        // They ran: the notifications recorded on the host are done with.
+        if (self.recorded || !self.pending_earlier.is_empty()) && !self.ctx.opts.check {
+            let roles = self.roles();
+            self.conn
+                .run(&clear_notifications(&roles))
+                .await
+                .map_err(|e| HostEnd::Unreachable(e.to_string()))?;
+            self.recorded = false;
+        }
+        Ok(())
     }
 
     /// Sets the task's `register` variable from its units' results.
@@ -678,8 +885,21 @@ impl<'a, 'b> HostRun<'a, 'b> {
         }
         outcomes.truncate(ran);
 
+        // After a failure only what was applied is reported: the rest did not run, and
+        // the host either fails or goes on in a rescue.
+        let applied_upto = if check {
+            None
+        } else {
+            outcomes
+                .iter()
+                .rposition(|o| matches!(o.status, Status::Changed | Status::Failed))
+        };
+        let mut failed_at: Option<usize> = None;
         let mut finished = Vec::new();
-        for (q, o) in queue.iter().zip(outcomes) {
+        for (i, (q, o)) in queue.iter().zip(outcomes).enumerate() {
+            if failed_at.is_some() && applied_upto.is_none_or(|k| i > k) {
+                break;
+            }
             let e = &entries[q.entry];
             let mut r = self.report(e, q.unit.label.clone(), o.status);
             r.summary = o.summary;
@@ -701,6 +921,9 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 self.set_vars(q.unit.module.sets_vars());
             }
             ignoring(e, &mut r, &res);
+            if res.failed && !e.task.ignore_errors {
+                failed_at.get_or_insert(i);
+            }
             self.emit(r);
             finished.push((q.entry, res));
         }

@@ -8,6 +8,7 @@
 //! trait; everything the engine has to say leaves as an [`event::Event`], redacted.
 
 pub mod batch;
+pub mod blocks;
 pub mod diff;
 pub mod event;
 pub mod expand;

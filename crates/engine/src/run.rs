@@ -66,6 +66,8 @@ pub struct HostStats {
     pub failed: u32,
     pub skipped: u32,
     pub ignored: u32,
+    /// Failures a block's rescue handled.
+    pub rescued: u32,
     pub changed_tasks: Vec<String>,
 }
 
@@ -162,10 +164,19 @@ pub fn preflight(
                     scope.set_pending(&name);
                 }
             }
+            // A rescue reads what failed.
+            if tasks.iter().any(|(_, t)| t.in_rescue()) {
+                scope.set_pending("ansible_failed_task");
+                scope.set_pending("ansible_failed_result");
+            }
             scope.set_facts_pending();
             scope.resolve(templates);
             {
                 for (i, (role, task)) in tasks.iter().enumerate() {
+                    // `meta` is the engine's, not a module's: nothing to expand.
+                    if task.module == "meta" {
+                        continue;
+                    }
                     let expanded = expand::expand(i, task, role, &site.project, templates, &scope);
                     if let Ok(units) = &expanded {
                         if let Some(e) = unknown_delegate(inv, task, units) {
@@ -507,23 +518,7 @@ pub async fn run(
                     let mut clear = notified.is_empty() && run.recorded && end == HostEnd::Done;
                     // Handlers: once, in the order the role defines them, only if notified.
                     if !notified.is_empty() {
-                        let handlers: Vec<Entry> = roles
-                            .iter()
-                            .flat_map(|r| {
-                                r.handlers
-                                    .iter()
-                                    .filter(|h| {
-                                        notified
-                                            .iter()
-                                            .any(|(role, n)| *role == r.name && h.answers(n))
-                                    })
-                                    .map(move |h| Entry {
-                                        role: r,
-                                        task: h,
-                                        handler: true,
-                                    })
-                            })
-                            .collect();
+                        let handlers: Vec<Entry> = host::handlers_for(&roles, &notified);
                         if end == HostEnd::Done || (end == HostEnd::Failed && opts.force_handlers) {
                             let hend = run.run(&handlers).await;
                             clear = hend == HostEnd::Done && recorded;
@@ -652,6 +647,7 @@ pub async fn run(
             failed: s.stats.failed,
             skipped: s.stats.skipped,
             ignored: s.stats.ignored,
+            rescued: s.stats.rescued,
             unreachable: s.unreachable.is_some(),
             interrupted: s.interrupted,
             seconds: s.seconds,

@@ -29,6 +29,10 @@ use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
 
+mod block;
+mod notify;
+pub use block::{BlockRef, Section};
+
 /// Where roles and templates live.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -106,7 +110,7 @@ pub struct Play {
     pub place: Place,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Task {
     pub name: String,
     pub module: String,
@@ -146,9 +150,21 @@ pub struct Task {
     pub place: Place,
     /// The role whose files the task uses; empty for `pre_tasks`/`post_tasks`.
     pub role: String,
+    /// The blocks the task is in, outermost first (see [`block`]).
+    pub blocks: Vec<BlockRef>,
 }
 
 impl Task {
+    /// `meta: flush_handlers`: run the handlers notified so far, here.
+    pub fn flushes_handlers(&self) -> bool {
+        self.module == "meta" && self.args == "flush_handlers"
+    }
+
+    /// In a `rescue:` section (of any enclosing block).
+    pub fn in_rescue(&self) -> bool {
+        self.blocks.iter().any(|b| b.section == Section::Rescue)
+    }
+
     /// Whether a notification of `name` runs this handler: its name or a `listen` topic.
     pub fn answers(&self, name: &str) -> bool {
         self.name == name || self.listen.iter().any(|t| t == name)
@@ -214,7 +230,7 @@ struct RawPlay {
     become_user: Option<Spanned<String>>,
 }
 
-type RawTask = Spanned<IndexMap<Spanned<String>, Spanned<Value>>>;
+use block::RawTask;
 
 /// Task keys that are not modules.
 const KEYWORDS: &[&str] = &[
@@ -236,6 +252,7 @@ const KEYWORDS: &[&str] = &[
     "changed_when",
     "failed_when",
     "timeout",
+    "meta",
 ];
 
 /// A deadline in seconds: a positive number (`timeout: 300`, `task_timeout: 1.5`).
@@ -331,6 +348,7 @@ impl Site {
         let site_role = loader.site_role(path);
         let (roles, load_errors) = loader.finish();
         errors.extend(load_errors);
+        errors.extend(notify::check(&plays, &roles));
         if errors.is_empty() {
             Ok(Site {
                 path: path.to_path_buf(),
@@ -428,23 +446,40 @@ fn parse_tasks(
 ) -> Vec<Task> {
     let mut out = Vec::new();
     for rt in raw {
-        match parse_task(file, role, rt, modules) {
-            Ok(t) => {
-                if handlers && t.name.is_empty() {
-                    errors.push(LoadError::new(
-                        t.place.clone(),
-                        "a handler needs a `name` (tasks notify it by name)",
-                    ));
-                }
-                if !handlers && !t.listen.is_empty() {
-                    errors.push(
-                        LoadError::new(t.place.clone(), "`listen` is for handlers, not tasks")
-                            .hint("move the task to handlers.yml, or notify a handler from it"),
-                    );
-                }
-                out.push(t)
-            }
-            Err(e) => errors.push(e),
+        block::flatten(
+            file,
+            role,
+            rt,
+            modules,
+            &Default::default(),
+            &mut out,
+            errors,
+        );
+    }
+    for t in &out {
+        if handlers && !t.blocks.is_empty() {
+            errors.push(
+                LoadError::new(t.place.clone(), "blocks are not supported in handlers")
+                    .hint("make each handler a single task"),
+            );
+        }
+        if handlers && t.module == "meta" {
+            errors.push(LoadError::new(
+                t.place.clone(),
+                "`meta` is for tasks, not handlers",
+            ));
+        }
+        if handlers && t.name.is_empty() {
+            errors.push(LoadError::new(
+                t.place.clone(),
+                "a handler needs a `name` (tasks notify it by name)",
+            ));
+        }
+        if !handlers && !t.listen.is_empty() {
+            errors.push(
+                LoadError::new(t.place.clone(), "`listen` is for handlers, not tasks")
+                    .hint("move the task to handlers.yml, or notify a handler from it"),
+            );
         }
     }
     out
@@ -477,6 +512,7 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         vars: Map::new(),
         place: place.clone(),
         role: role.to_string(),
+        blocks: Vec::new(),
     };
     for (k, v) in rt.value {
         let kplace = Place::at(file, &k.referenced);
@@ -558,7 +594,14 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
                         .to_string(),
                 )
             }
-            m if modules.contains(&m) => {
+            m if m == "meta" || modules.contains(&m) => {
+                let val = if m == "meta" {
+                    block::meta_action(&val).map_err(|msg| {
+                        LoadError::new(kplace.clone(), msg).hint("meta: flush_handlers")
+                    })?
+                } else {
+                    val
+                };
                 if let Some((other, _, _)) = &module {
                     return Err(LoadError::new(
                         kplace,
@@ -592,10 +635,16 @@ fn parse_task(file: &Path, role: &str, rt: RawTask, modules: &[&str]) -> Result<
         );
     };
     if t.name.is_empty() {
-        t.name = m.to_string();
+        t.name = match &args {
+            Value::String(a) if m == "meta" => format!("meta: {a}"),
+            _ => m.to_string(),
+        };
     }
     t.module = m;
     t.args = args;
+    if t.module == "meta" {
+        block::check_meta(&t).map_err(|msg| LoadError::new(place, msg))?;
+    }
     Ok(t)
 }
 
@@ -641,8 +690,10 @@ mod tests {
     const TEST_MODULES: &[&str] = &["apt", "copy", "file", "template"];
 
     fn tasks(text: &str) -> (Vec<Task>, Vec<LoadError>) {
-        let dir =
-            std::env::temp_dir().join(format!("bosun-site-{}-{}", std::process::id(), text.len()));
+        // One directory per call: tests run in parallel, and texts may be as long.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bosun-site-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("tasks.yml");
         std::fs::write(&f, text).unwrap();

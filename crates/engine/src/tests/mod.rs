@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod blocks;
 mod compose;
 mod connection;
 mod control;

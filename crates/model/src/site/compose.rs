@@ -358,28 +358,8 @@ impl<'a> Loader<'a> {
         } else {
             Vec::new()
         };
-        // A notify must name a handler of the task's role, or a topic one listens to
-        // (checked here, not at run time). Imported roles' tasks were checked with them.
-        for t in tasks.iter().filter(|t| t.role == name) {
-            for n in &t.notify {
-                if !handlers.iter().any(|h| h.answers(n)) {
-                    let names: Vec<&str> = handlers
-                        .iter()
-                        .flat_map(|h| std::iter::once(&h.name).chain(&h.listen))
-                        .map(String::as_str)
-                        .collect();
-                    let mut e = LoadError::new(
-                        t.place.clone(),
-                        format!("notify names unknown handler `{n}`"),
-                    );
-                    e = match closest(n, &names) {
-                        Some(s) => e.hint(format!("did you mean `{s}`?")),
-                        None => e.hint(format!("define it in {}", handlers_file.display())),
-                    };
-                    self.errors.push(e);
-                }
-            }
-        }
+        // Each notify names a handler of a role of the play: checked per play, by
+        // [`super::notify::check`].
         self.stack.pop();
         if self.errors.len() > before {
             self.broken.insert(name);
