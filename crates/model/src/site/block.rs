@@ -53,7 +53,14 @@ pub struct BlockRef {
 const SECTIONS: &[&str] = &["block", "rescue", "always"];
 
 /// What a block may say besides its sections.
-const BLOCK_KEYWORDS: &[&str] = &["name", "when", "tags", "ignore_errors"];
+const BLOCK_KEYWORDS: &[&str] = &[
+    "name",
+    "when",
+    "tags",
+    "ignore_errors",
+    "become_user",
+    "delegate_to",
+];
 
 /// What `meta:` may ask for.
 pub(super) const META_ACTIONS: &[&str] = &["flush_handlers"];
@@ -127,6 +134,9 @@ pub(super) struct Inherited {
     when: Vec<String>,
     tags: Vec<String>,
     ignore_errors: bool,
+    /// The innermost block's that says one; a task's own wins.
+    become_user: Option<String>,
+    delegate_to: Option<String>,
     blocks: Vec<BlockRef>,
 }
 
@@ -142,6 +152,12 @@ impl Inherited {
             }
         }
         t.ignore_errors |= self.ignore_errors;
+        if t.become_user.is_none() {
+            t.become_user.clone_from(&self.become_user);
+        }
+        if t.delegate_to.is_none() {
+            t.delegate_to.clone_from(&self.delegate_to);
+        }
         t.blocks = self.blocks.clone();
     }
 }
@@ -212,6 +228,18 @@ pub(super) fn flatten(
                 .as_bool()
                 .map(|b| inner.ignore_errors |= b)
                 .ok_or_else(|| bad("true or false")),
+            "become_user" => v
+                .value
+                .as_str()
+                .filter(|u| super::is_user_name(u) || crate::template::has_syntax(u))
+                .map(|u| inner.become_user = Some(u.to_string()))
+                .ok_or_else(|| bad("a user name")),
+            "delegate_to" => v
+                .value
+                .as_str()
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| inner.delegate_to = Some(d.to_string()))
+                .ok_or_else(|| bad("a host name, or `local` for the controller")),
             m if modules.contains(&m) || m == "meta" => Err(LoadError::new(
                 kplace.clone(),
                 format!("a block runs the tasks under it; found the module `{m}` beside `block`"),
@@ -412,6 +440,32 @@ mod tests {
         // ignore_errors: from the inner block only.
         assert!(t[1].ignore_errors && t[2].ignore_errors);
         assert!(!t[0].ignore_errors && !t[3].ignore_errors);
+    }
+
+    #[test]
+    fn become_user_and_delegate_to_pass_down_unless_a_task_says_otherwise() {
+        let (t, e) = tasks(
+            "- become_user: app\n  delegate_to: local\n  block:\n    - name: a\n      file: {}\n    - name: b\n      file: {}\n      become_user: root\n      delegate_to: h2\n    - block:\n        - name: c\n          file: {}\n      become_user: other\n- name: d\n  file: {}\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let who: Vec<(Option<&str>, Option<&str>)> = t
+            .iter()
+            .map(|t| (t.become_user.as_deref(), t.delegate_to.as_deref()))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                (Some("app"), Some("local")),
+                (Some("root"), Some("h2")),
+                (Some("other"), Some("local")),
+                (None, None)
+            ]
+        );
+        let (_, e) = tasks("- become_user: \"-x\"\n  block:\n    - name: a\n      file: {}\n");
+        assert!(
+            e.len() == 1 && e[0].message.contains("become_user"),
+            "{e:?}"
+        );
     }
 
     #[test]
