@@ -220,3 +220,52 @@ async fn a_topic_runs_every_handler_listening_to_it_once() {
     assert!(!again.reported("h1", "reload web"), "{}", again.dump());
     assert_eq!(p.read("h1", "ran"), "cache\nweb\n");
 }
+
+/// The patroni shape: a first play (one host at a time) changes a config and notifies a
+/// reload; a second play over the same role runs a `run_once` check that reads what every
+/// host's reload did. Each host's handler must have run at the end of the first play.
+#[tokio::test]
+async fn a_first_plays_handlers_run_before_the_second_play_reads_their_work() {
+    let p = Project::new(
+        &["h1", "h2"],
+        &[
+            (
+                "roles/site.yml",
+                "- name: one\n  hosts: web\n  serial: 1\n  roles: [main]\n\
+                 - name: two\n  hosts: web\n  roles: [main]\n  vars: {pass: true}\n",
+            ),
+            ("roles/main/defaults.yml", "pass: false\nvalue: \"2\"\n"),
+            tasks(
+                "- name: config\n  copy: {dest: \"{{ root }}/conf\", content: \"{{ value }}\"}\n  notify: reload\n\
+                 - name: settings\n  shell:\n    cmd: \"echo {{ value }} > {{ shared }}/dcs\"\n    unless: \"test \\\"$(cat {{ shared }}/dcs 2>/dev/null)\\\" = {{ value }}\"\n  when: pass | bool\n  run_once: true\n\
+                 - name: restart\n  shell:\n    cmd: \"cat {{ shared }}/loaded-* > {{ shared }}/running\"\n    unless: \"test \\\"$(cat {{ shared }}/loaded-* 2>/dev/null)\\\" = \\\"$(cat {{ shared }}/running 2>/dev/null)\\\"\"\n  when: pass | bool\n  run_once: true\n",
+            ),
+            handlers(
+                "- name: reload\n  shell: \"cp {{ root }}/conf {{ shared }}/loaded-{{ inventory_hostname }}\"\n",
+            ),
+        ],
+    );
+    let o = p.converge().await;
+    let last = |t: &str| o.all("h1", t).last().map(|r| r.status);
+    assert_eq!(last("restart"), Some(Status::Changed), "{}", o.dump());
+    assert_eq!(
+        std::fs::read_to_string(p.shared().join("running")).unwrap_or_default(),
+        "22"
+    );
+}
+
+/// A guard that held when probed but no longer does once an earlier change of the same
+/// round ran (a setting that leaves a restart pending) is probed again: the task runs.
+#[tokio::test]
+async fn a_guard_an_earlier_change_of_the_round_falsifies_is_probed_again() {
+    let p = Project::new(
+        &["h1"],
+        &[tasks(
+            "- name: settings\n  shell:\n    cmd: \"echo 2 > {{ root }}/dcs; touch {{ root }}/pending\"\n    unless: \"test \\\"$(cat {{ root }}/dcs 2>/dev/null)\\\" = 2\"\n  run_once: true\n\
+             - name: restart\n  shell:\n    cmd: \"rm {{ root }}/pending && touch {{ root }}/restarted\"\n    unless: \"! test -f {{ root }}/pending\"\n  run_once: true\n",
+        )],
+    );
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "restart"), Status::Changed, "{}", o.dump());
+    assert!(p.exists("h1", "restarted") && !p.exists("h1", "pending"));
+}
