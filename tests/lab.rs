@@ -20,8 +20,7 @@ fn recap(evs: &[Value]) -> Value {
 fn seven_hosts_converge_and_are_healthy() {
     let t0 = std::time::Instant::now();
     let (o, evs) = lab_converge(&[]);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "converge failed:\n{out}\n{err}");
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     println!(
         "first converge of the lab: {:.1}s",
         t0.elapsed().as_secs_f64()
@@ -53,7 +52,7 @@ fn seven_hosts_converge_and_are_healthy() {
 
     let t0 = std::time::Instant::now();
     let (o, evs) = lab_converge(&[]);
-    assert!(o.status.success());
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     println!(
         "no-op converge of the lab: {:.2}s",
         t0.elapsed().as_secs_f64()
@@ -80,11 +79,11 @@ fn seven_hosts_converge_and_are_healthy() {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn a_stopped_unit_is_started_again_and_reported() {
     let (o, _) = lab_converge(&["-l", "lb"]);
-    assert!(o.status.success(), "converged first: {:?}", text(&o));
+    assert!(o.status.success(), "converged first:\n{}", why(&o));
     let (rc, _) = lab_ssh("lb", "systemctl stop prometheus-node-exporter");
     assert_eq!(rc, 0);
     let (o, evs) = lab_converge(&["-l", "lb"]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     let changed: Vec<&Value> = evs
         .iter()
         .filter(|e| e["event"] == "task" && e["status"] == "changed")
@@ -99,7 +98,7 @@ fn a_stopped_unit_is_started_again_and_reported() {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn plan_on_the_lab_shows_a_hand_edit() {
     let (o, _) = lab_converge(&["-l", "lb"]);
-    assert!(o.status.success(), "converged first: {:?}", text(&o));
+    assert!(o.status.success(), "converged first:\n{}", why(&o));
     let (rc, _) = lab_ssh("lb", "echo 'edited by hand' > /etc/motd");
     assert_eq!(rc, 0);
     let o = bosun(&repo(), &["plan", "-i", "inventory/lab.yml", "-l", "lb"]);
@@ -109,7 +108,7 @@ fn plan_on_the_lab_shows_a_hand_edit() {
     let (_, motd) = lab_ssh("lb", "cat /etc/motd");
     assert_eq!(motd, "edited by hand", "plan changed nothing");
     let (o, _) = lab_converge(&["-l", "lb"]);
-    assert!(o.status.success());
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     let (_, motd) = lab_ssh("lb", "cat /etc/motd");
     assert!(motd.contains("managed by bosun"), "{motd}");
 }

@@ -72,10 +72,10 @@ fn pm2_online() -> bool {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn whole_site_serves_the_shop_and_stays_converged() {
     let (o, evs, secs) = converge(&[]);
-    let (out, err) = text(&o);
     assert!(
         o.status.success(),
-        "converge of the whole site failed:\n{out}\n{err}"
+        "converge of the whole site failed:\n{}",
+        why(&o)
     );
     println!("SITE: converge of the whole site took {secs:.1}s");
     let r = recap(&evs);

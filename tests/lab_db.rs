@@ -157,7 +157,7 @@ fn drill(disrupt: impl FnOnce(), done: impl Fn(&Drill) -> bool + Send + 'static)
 fn database_tier_replicates_fails_over_and_rejoins() {
     // 1. Converged (the lab tests converged the site already; this is then a no-op).
     let (o, _) = lab_converge(&[]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
 
     // One leader, two replicas.
     let members = cluster();
@@ -243,7 +243,7 @@ fn database_tier_replicates_fails_over_and_rejoins() {
 
     // 4. A converge afterwards changes nothing.
     let (o, evs) = lab_converge(&[]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     assert_eq!(
         changed_tasks(&evs),
         Value::Array(vec![]),
@@ -321,7 +321,7 @@ fn connect(user: &str, password: &str, sslmode: &str) -> Result<String, String> 
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn balancer_refuses_superuser_plain_tcp_and_anonymous_stats() {
     let (o, _) = lab_converge(&["--limit", "postgres,balancers"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
 
     // Patroni applies a reloaded configuration on its next cycle (loop_wait).
     let live = wait_until("TLS through the balancer", Duration::from_secs(40), || {
@@ -376,7 +376,7 @@ fn balancer_refuses_superuser_plain_tcp_and_anonymous_stats() {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn etcd_host_loss_and_rolling_restart_keep_writes_going() {
     let (o, _) = lab_converge(&[]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
 
     // The etcd host killed: its two peers keep the quorum, Patroni keeps its leader.
     let before = leader(&cluster()).expect("a leader");

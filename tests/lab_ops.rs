@@ -182,7 +182,7 @@ fn read_post(stream: TcpStream) -> Option<Value> {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn prometheus_scrapes_every_exporter_and_only_it_reaches_them() {
     let (o, _) = lab_converge(&[]);
-    assert!(o.status.success(), "converged: {:?}", text(&o));
+    assert!(o.status.success(), "converged:\n{}", why(&o));
     let mut last = Value::Null;
     let took = wait_until("every target up", Duration::from_secs(90), || {
         last = prometheus("/api/v1/targets", &[("state", "active")]);
@@ -248,7 +248,7 @@ fn prometheus_scrapes_every_exporter_and_only_it_reaches_them() {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn database_alerts_reach_the_webhook_and_resolve() {
     let (o, _) = lab_converge(&[]);
-    assert!(o.status.success(), "converged: {:?}", text(&o));
+    assert!(o.status.success(), "converged:\n{}", why(&o));
     wait_until("a healthy cluster", Duration::from_secs(120), all_streaming);
     let rx = Receiver::start();
 
@@ -348,7 +348,7 @@ fn wait_until_some<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn a_request_through_the_balancer_reaches_the_central_journal() {
     let (o, _) = lab_converge(&[]);
-    assert!(o.status.success(), "converged: {:?}", text(&o));
+    assert!(o.status.success(), "converged:\n{}", why(&o));
     let (_, listen) = lab_ssh(MONITOR, "ss -Hltn 'sport = :19532' | awk '{print $4}'");
     assert_eq!(
         listen, "10.20.0.31:19532",
@@ -410,7 +410,7 @@ fn shell_quote(s: &str) -> String {
 #[ignore = "needs root and the lab: run by tests/run.sh"]
 fn a_backup_restores_to_a_point_in_time_into_a_fresh_cluster() {
     let (o, _) = lab_converge(&[]);
-    assert!(o.status.success(), "converged: {:?}", text(&o));
+    assert!(o.status.success(), "converged:\n{}", why(&o));
     wait_until("a healthy cluster", Duration::from_secs(120), all_streaming);
     let primary = leader().expect("a leader");
     let (rc, out) = local_sql(
@@ -447,7 +447,7 @@ fn a_backup_restores_to_a_point_in_time_into_a_fresh_cluster() {
     let extra = format!("restore_target_time={target}");
     let (o, _) = lab_converge(&["roles/restore.yml", "-e", &extra]);
     let took = t0.elapsed();
-    assert!(o.status.success(), "restore: {:?}", text(&o));
+    assert!(o.status.success(), "restore:\n{}", why(&o));
     let (rc, rows) = local_sql(
         MONITOR,
         5433,

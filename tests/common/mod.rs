@@ -245,6 +245,35 @@ pub fn events(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Why a converge failed, in a few lines: the failed and unreachable hosts with their
+/// messages, the tasks that failed, the aborted plays, then the end of stderr. A whole
+/// site's JSON events run to thousands of lines, and CI shows only part of a test's output.
+pub fn why(o: &Output) -> String {
+    let mut lines = vec![format!("exit status {:?}", o.status.code())];
+    for e in events(o) {
+        let line = match e["event"].as_str() {
+            Some("host_failed") => format!(
+                "FAILED {} in {} at {}: {}",
+                e["host"], e["play"], e["task"], e["message"]
+            ),
+            Some("host_unreachable") => format!("UNREACHABLE {}: {}", e["host"], e["message"]),
+            Some("task") if e["status"] == "failed" => format!(
+                "task failed on {}: {} / {}: {} {}",
+                e["host"], e["role"], e["task"], e["message"], e["details"]
+            ),
+            Some("play_end") if e["aborted"] == true => {
+                format!("play {} aborted: {}", e["play"], e["reason"])
+            }
+            _ => continue,
+        };
+        lines.push(line);
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    let tail: Vec<&str> = err.lines().rev().take(30).collect();
+    lines.extend(tail.into_iter().rev().map(|l| format!("stderr: {l}")));
+    lines.join("\n")
+}
+
 /// The repository root (lab tests run bosun from there, with inventory/lab.yml).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
