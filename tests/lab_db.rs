@@ -441,7 +441,7 @@ fn etcd_host_loss_and_rolling_restart_keep_writes_going() {
             },
         );
         let (o, evs) = converged.lock().expect("lock").take().expect("converged");
-        assert!(o.status.success(), "{:?}", text(&o));
+        assert!(o.status.success(), "converge failed:\n{}", why(&o));
         let changed = changed_tasks(&evs).to_string();
         assert!(changed.contains("rolling restart"), "{changed}");
         let members = cluster();

@@ -222,7 +222,7 @@ fn database_hosts_are_reached_through_lb_as_a_bastion() {
 
     // A converge of a tiny play through lb.
     let o = bosun(&dir, &["converge", "-i", "jump.yml", "--output", "json"]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     let (rc, marks) = exec(&dir, "jump.yml", &format!("cat {MARKER}"));
     assert_eq!(rc, 0, "{marks:?}");
     for h in PG {

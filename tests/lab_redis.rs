@@ -266,7 +266,7 @@ fn redis_primary_stopped_saleor_follows_the_promoted_replica() {
     // 4. A converge keeps the topology Sentinel made (it only prunes what CONFIG REWRITE
     // appended to redis.conf), and the next one changes nothing.
     let (o, evs) = converge_redis();
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     println!(
         "DRILL redis: converge after the failover changed {}",
         changed_tasks(&evs)
@@ -291,7 +291,7 @@ fn redis_primary_stopped_saleor_follows_the_promoted_replica() {
         "{old}'s redis.conf: the include and Sentinel's replicaof, nothing else"
     );
     let (o, evs) = converge_redis();
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     assert_eq!(
         changed_tasks(&evs),
         Value::Array(vec![]),

@@ -118,7 +118,7 @@ fn backends_up() -> bool {
 fn https_serves_the_api_and_dashboard_and_the_redirect_switches() {
     // Converged already: the certificate is made once (`creates`), so this changes nothing.
     let (o, evs, _) = converge_lb(&[]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     assert_eq!(
         changed_tasks(&evs),
         Value::Array(vec![]),
@@ -248,7 +248,7 @@ fn https_serves_the_api_and_dashboard_and_the_redirect_switches() {
     // Redirect on: plain HTTP gets a 301 to the same path on the HTTPS port.
     let mut guard = RedirectOff { armed: true };
     let (o, _, secs_on) = converge_lb(&["-e", "haproxy_https_redirect=true"]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     let live_on = wait_until("redirect live", Duration::from_secs(30), || {
         plain().starts_with("301 ")
     });
@@ -270,7 +270,7 @@ fn https_serves_the_api_and_dashboard_and_the_redirect_switches() {
 
     // Off again: plain HTTP is served as before.
     let (o, evs, secs_off) = converge_lb(&[]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "converge failed:\n{}", why(&o));
     guard.armed = false;
     let live_off = wait_until("redirect gone", Duration::from_secs(30), || {
         !plain().starts_with("301 ")
