@@ -112,3 +112,134 @@ fn plan_on_the_lab_shows_a_hand_edit() {
     let (_, motd) = lab_ssh("lb", "cat /etc/motd");
     assert!(motd.contains("managed by bosun"), "{motd}");
 }
+
+/// Removes the sudo test's account, sudoers entry and file from the host when dropped.
+struct BecomeCleanup {
+    host: &'static str,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for BecomeCleanup {
+    fn drop(&mut self) {
+        let _ = lab_ssh(
+            self.host,
+            "rm -f /etc/sudoers.d/bosun-op /root/bosun-become-test; userdel -r bosun-op 2>/dev/null; true",
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `become` over real SSH and a real sudo that asks a password: the inventory's
+/// `become_password` secret reaches sudo (on its input, never a command line), a task's
+/// `become_user` runs as that account, and the password is nowhere in the output. A wrong
+/// password and a missing one fail with what to check.
+#[test]
+#[ignore = "needs root and the lab: run by tests/run.sh"]
+fn sudo_with_a_password_and_become_user_over_ssh() {
+    use bosun_model::inventory::Inventory;
+    let host = "lb";
+    let lab = Inventory::load(&repo().join("inventory/lab.yml")).expect("lab inventory");
+    let key = lab.hosts[host]
+        .identity_file
+        .clone()
+        .expect("the lab inventory names its key");
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("the lab's public key");
+    let password = format!("pw-{}-sudo", std::process::id());
+    let dir = tempdir("lab-become");
+    let _cleanup = BecomeCleanup {
+        host,
+        dir: dir.clone(),
+    };
+
+    // An account that may sudo only with its password, and logs in with the lab's key.
+    let (rc, out) = lab_ssh(
+        host,
+        &format!(
+            "set -e; command -v sudo >/dev/null\n\
+             id bosun-op >/dev/null 2>&1 || useradd -m -s /bin/sh bosun-op\n\
+             echo 'bosun-op:{password}' | chpasswd\n\
+             echo 'bosun-op ALL=(ALL:ALL) ALL' > /etc/sudoers.d/bosun-op; chmod 0440 /etc/sudoers.d/bosun-op\n\
+             install -d -m 0700 -o bosun-op -g bosun-op ~bosun-op/.ssh\n\
+             echo '{}' > ~bosun-op/.ssh/authorized_keys; chown bosun-op: ~bosun-op/.ssh/authorized_keys\n\
+             rm -f /root/bosun-become-test\n\
+             if runuser -u bosun-op -- sudo -n true 2>/dev/null; then echo 'sudo asks nothing'; else echo ready; fi",
+            public.trim()
+        ),
+    );
+    assert_eq!((rc, out.as_str()), (0, "ready"), "account set up");
+
+    let inventory = |secret: &str| {
+        format!(
+            "ssh:\n  user: bosun-op\n  identity_file: {}\n  known_hosts: {}\n  connect_timeout: 5\n  become: true\n\
+             hosts:\n  {host}:\n    address: {}\n{secret}",
+            key.display(),
+            lab.known_hosts.display(),
+            lab.hosts[host].address,
+        )
+    };
+    write_tree(
+        &dir,
+        &[
+            (
+                "right.yml",
+                &inventory(&format!("    secrets: {{become_password: \"{password}\"}}\n")),
+            ),
+            (
+                "wrong.yml",
+                &inventory("    secrets: {become_password: \"not-the-password\"}\n"),
+            ),
+            ("none.yml", &inventory("")),
+            (
+                "roles/site.yml",
+                "- name: become test\n  hosts: all\n  roles: [becometest]\n",
+            ),
+            (
+                "roles/becometest/tasks.yml",
+                "- name: a file only root may write\n  copy: {dest: /root/bosun-become-test, content: \"written as root\\n\", mode: \"0600\"}\n\
+                 - name: as another account\n  command: id -un\n  become_user: nobody\n  register: who\n\
+                 - name: that account ran it\n  assert: {that: [\"who.stdout == 'nobody'\"]}\n",
+            ),
+        ],
+    );
+    let converge = |inv: &str| {
+        bosun(
+            &dir,
+            &["converge", "-i", inv, "--output", "json", "roles/site.yml"],
+        )
+    };
+
+    let o = converge("right.yml");
+    assert!(
+        o.status.success(),
+        "converge with the password:\n{}",
+        why(&o)
+    );
+    let (out, err) = text(&o);
+    assert!(
+        !out.contains(&password) && !err.contains(&password),
+        "the password reached the output"
+    );
+    let (rc, file) = lab_ssh(
+        host,
+        "stat -c '%U %a' /root/bosun-become-test && cat /root/bosun-become-test",
+    );
+    assert_eq!((rc, file.as_str()), (0, "root 600\nwritten as root"));
+
+    for (inv, hint) in [
+        ("wrong.yml", "check the host's become_password secret"),
+        ("none.yml", "become_password"),
+    ] {
+        let o = converge(inv);
+        assert!(
+            !o.status.success(),
+            "{inv}: converged without the right password"
+        );
+        let (out, err) = text(&o);
+        let all = format!("{out}{err}");
+        assert!(all.contains(hint), "{inv}: {}", why(&o));
+        assert!(
+            !all.contains("not-the-password"),
+            "{inv}: the wrong password was shown"
+        );
+    }
+}

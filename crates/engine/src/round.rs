@@ -66,15 +66,20 @@ pub struct UnitResult {
 }
 
 impl UnitResult {
+    /// `stdout`/`stderr` lose their trailing newline, as Ansible's do: `who.stdout ==
+    /// 'nobody'` holds for `id -un`.
     pub fn to_json(&self) -> Value {
+        let stdout = self.stdout.trim_end_matches(['\n', '\r']);
+        let stderr = self.stderr.trim_end_matches(['\n', '\r']);
         let mut v = json!({
             "changed": self.changed,
             "failed": self.failed,
             "skipped": self.skipped,
             "rc": self.rc,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "stdout_lines": self.stdout.lines().collect::<Vec<_>>(),
+            "stdout": stdout,
+            "stderr": stderr,
+            "stdout_lines": stdout.lines().collect::<Vec<_>>(),
+            "stderr_lines": stderr.lines().collect::<Vec<_>>(),
             "msg": self.msg,
         });
         if let Some(m) = v.as_object_mut() {

@@ -69,6 +69,15 @@ impl Module for DebugMessage {
     fn shows_result(&self) -> bool {
         true
     }
+
+    /// `var` names a variable the task waits for, like a template's: a `register` of an
+    /// earlier task in the same round is known by then.
+    fn expressions(args: &Value) -> Vec<String> {
+        match args.get("var") {
+            Some(Value::String(name)) => vec![name.clone()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -250,8 +250,9 @@ async fn debug_and_assert_run_on_the_controller_and_wait_for_what_they_read() {
         &[tasks(
             "- name: show\n  debug: {msg: \"{{ inventory_hostname }} has {{ facts.cpus }} cpus, password {{ app_password }}\"}\n\
              - name: probe\n  shell: \"echo 3\"\n  register: three\n  changed_when: false\n\
-             - name: holds\n  assert: {that: [\"facts.cpus > 0\", \"three.stdout | trim | int == 3\"], success_msg: \"all good\"}\n\
-             - name: fails\n  assert: {that: \"three.stdout | trim | int == 4\", fail_msg: \"not four\"}\n\
+             - name: registered\n  debug: {var: three}\n\
+             - name: holds\n  assert: {that: [\"facts.cpus > 0\", \"three.stdout == '3'\", \"three.stdout_lines == ['3']\"], success_msg: \"all good\"}\n\
+             - name: fails\n  assert: {that: \"three.stdout | int == 4\", fail_msg: \"not four\"}\n\
              - name: after\n  file: {path: \"{{ root }}/after\", state: directory}\n",
         )],
     );
@@ -265,6 +266,16 @@ async fn debug_and_assert_run_on_the_controller_and_wait_for_what_they_read() {
         "{m}"
     );
     assert!(!o.dump().contains(SECRET));
+    // `debug: var` waits for the register of the task before it, like a template.
+    let registered = o
+        .task("h1", "registered")
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        registered.starts_with("three = {") && registered.contains("\"stdout\": \"3\""),
+        "{registered}"
+    );
     let holds = o.task("h1", "holds");
     assert_eq!(holds.status, Status::Ok, "{}", o.dump());
     assert_eq!(holds.message.as_deref(), Some("all good"));
