@@ -202,15 +202,10 @@ impl FakeHost {
     }
 
     fn command(&self, path: &Path) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("/bin/sh");
-        c.arg(path)
-            .current_dir(&self.dir)
+        let mut c = crate::local::sh_in_own_group([path]);
+        c.current_dir(&self.dir)
             .env("HOME", self.dir.join(".fake/home"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .stdin(std::process::Stdio::null());
         c
     }
 

@@ -149,13 +149,8 @@ pub struct Local {
 impl Local {
     /// A shell that reads the script from its input and runs it in its own process group.
     fn shell(&self) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("/bin/sh");
-        c.args(["-c", "b=$(cat) && eval \"$b\""])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut c = sh_in_own_group(["-c", "b=$(cat) && eval \"$b\""]);
+        c.stdin(std::process::Stdio::piped());
         c
     }
 
@@ -222,6 +217,22 @@ impl Remote for Local {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+}
+
+/// `/bin/sh ARGS` with its output piped, in its own process group (a deadline or an
+/// interrupt kills the whole group, as over SSH), and killed if dropped unfinished.
+pub(crate) fn sh_in_own_group<I, S>(args: I) -> tokio::process::Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = tokio::process::Command::new("/bin/sh");
+    c.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    c
 }
 
 #[cfg(test)]

@@ -19,13 +19,7 @@ use bosun_model::shell::quote;
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
+pub use super::support::Presence as State;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

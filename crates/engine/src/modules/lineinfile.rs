@@ -26,13 +26,7 @@ use serde_json::Value;
 /// Files larger than this are not edited.
 pub const MAX_SIZE: u64 = 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
+pub use super::support::Presence as State;
 
 /// What apply does (shared by both modules), and who does it (see [`Writer`]).
 #[derive(Debug, PartialEq, Eq)]

@@ -67,13 +67,7 @@ impl Conn {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-enum State {
-    #[default]
-    Present,
-    Absent,
-}
+use super::support::Presence as State;
 
 fn check_ident(kind: &str, name: &str) -> Result<(), ArgError> {
     let ok = !name.is_empty()

@@ -7,6 +7,16 @@
 
 use super::{ArgError, ModuleError, Observed};
 
+/// `state: present|absent`, the choice most modules take (a line, a key, a cron job, an
+/// account, a database object): present by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    #[default]
+    Present,
+    Absent,
+}
+
 /// Prefixes an argument error from [`super::copy::Copy::from_content`] with the module that was building it.
 pub fn in_module(module: &str, e: ArgError) -> ArgError {
     ArgError {
