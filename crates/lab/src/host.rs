@@ -140,15 +140,35 @@ pub(crate) async fn prepare_root(hp: &HostPaths, s: &HostSetup) -> Result<Vec<Pu
 /// Environment variable carrying the cgroup.procs files to the boot wrapper.
 const CGROUP_PROCS_ENV: &str = "BOSUN_LAB_CGROUP_PROCS";
 
-/// `sh -c` script: join the host's cgroups, then exec the rest of argv.
+/// Environment variables naming, for the boot wrapper, the pid file and the veth.
+const PID_FILE_ENV: &str = "BOSUN_LAB_PID_FILE";
+const VETH_ENV: &str = "BOSUN_LAB_VETH";
+
+/// `sh -c` script: join the host's cgroups, then run the rest of argv (nspawn) and record
+/// its pid; boot it again whenever it ends with 133, nspawn's status for a reboot inside
+/// the host (systemd-nspawn(1)), so `systemctl reboot` (or the `reboot` module) brings the
+/// host back as it would a machine. Any other end (a power-off, `lab stop`, `lab kill`)
+/// ends the wrapper too. It ignores the terminal's INT and HUP (it stays in the caller's
+/// session), nspawn gets them back.
 const BOOT_WRAPPER: &str = r#"for f in $BOSUN_LAB_CGROUP_PROCS; do
   echo $$ > "$f" || { echo "bosun lab: cannot move into cgroup $f" >&2; exit 125; }
 done
 unset BOSUN_LAB_CGROUP_PROCS
-exec "$@""#;
+trap '' INT HUP
+while :; do
+  ( trap - INT HUP; exec "$@" ) &
+  pid=$!
+  echo "$pid" > "$BOSUN_LAB_PID_FILE.tmp" && mv -f "$BOSUN_LAB_PID_FILE.tmp" "$BOSUN_LAB_PID_FILE"
+  wait "$pid"
+  rc=$?
+  [ "$rc" -eq 133 ] || exit "$rc"
+  echo "bosun lab: the host rebooted; booting it again" >&2
+  ip link del dev "$BOSUN_LAB_VETH" 2>/dev/null
+done"#;
 
 /// Starts systemd-nspawn for the host in its own session (so it survives the
-/// caller's terminal and process group) and returns its pid.
+/// caller's terminal and process group) under the boot wrapper, and returns the
+/// wrapper's pid: alive while the host is, across reboots.
 ///
 /// Flags and why:
 /// * `--register=no --keep-unit`: there is no systemd/machined on the machine;
@@ -203,9 +223,10 @@ pub(crate) async fn boot(
         format!("--setenv={ENV_STATE}={}", state.display()),
         format!("--setenv={ENV_HOST}={name}"),
     ];
-    // A tiny shell moves itself into the host's own cgroups and then execs
-    // nspawn, so the pid we get is nspawn's and nspawn starts in the right
-    // cgroup (see `cgroup::prepare_host_cgroup` for why that matters).
+    // A tiny shell moves itself into the host's own cgroups and then starts
+    // nspawn, so nspawn starts in the right cgroup (see
+    // `cgroup::prepare_host_cgroup` for why that matters), and boots it again
+    // after a reboot (see `BOOT_WRAPPER`).
     let procs_files = cgroup::prepare_host_cgroup(name).await?;
     let procs_list = procs_files
         .iter()
@@ -219,6 +240,8 @@ pub(crate) async fn boot(
         .arg("setsid")
         .args(&args)
         .env(CGROUP_PROCS_ENV, procs_list)
+        .env(PID_FILE_ENV, &hp.pid_file)
+        .env(VETH_ENV, net::veth_name(name))
         .env("PATH", cmd::STD_PATH)
         .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
@@ -234,11 +257,10 @@ pub(crate) async fn boot(
         console: hp.console.clone(),
         console_tail: console_tail(&hp.console),
     })?;
-    // Dropping the handle leaves nspawn running; tokio reaps it when it exits.
+    // Dropping the handle leaves the wrapper and nspawn running; tokio reaps the wrapper
+    // when it exits. The wrapper writes nspawn's pid to the pid file itself (it changes
+    // with each reboot); `pid` is the wrapper's, alive as long as the host is.
     drop(child);
-    tokio::fs::write(&hp.pid_file, format!("{pid}\n"))
-        .await
-        .map_err(|e| LabError::io("write", &hp.pid_file, e))?;
     Ok(pid)
 }
 
