@@ -243,3 +243,69 @@ fn sudo_with_a_password_and_become_user_over_ssh() {
         );
     }
 }
+
+/// The `reboot` module on a real host: the host goes down and comes back (the lab boots a
+/// rebooted host again, as a machine does), bosun waits for a new boot and goes on over a
+/// new connection, and a task after it sees the new boot.
+#[test]
+#[ignore = "needs root and the lab: run by tests/run.sh"]
+fn a_reboot_task_waits_for_the_host_and_the_play_goes_on() {
+    let dir = tempdir("lab-reboot");
+    write_tree(
+        &dir,
+        &[
+            (
+                "roles/site.yml",
+                "- name: reboot test\n  hosts: storefront\n  roles: [rebooter]\n",
+            ),
+            (
+                "roles/rebooter/tasks.yml",
+                "- name: boot before\n  command: cat /proc/sys/kernel/random/boot_id\n  register: before\n  changed_when: false\n\
+                 - name: reboot\n  reboot: {reboot_timeout: 180}\n\
+                 - name: boot after\n  command: cat /proc/sys/kernel/random/boot_id\n  register: after\n  changed_when: false\n\
+                 - name: a new boot\n  assert: {that: [\"before.stdout != after.stdout\"]}\n\
+                 - name: written after the reboot\n  copy: {dest: /root/bosun-after-reboot, content: \"{{ after.stdout }}\\n\"}\n",
+            ),
+        ],
+    );
+    let inventory = repo().join("inventory/lab.yml");
+    let o = bosun(
+        &dir,
+        &[
+            "converge",
+            "-i",
+            &inventory.display().to_string(),
+            "--output",
+            "json",
+            "roles/site.yml",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(o.status.success(), "converge with a reboot:\n{}", why(&o));
+    let evs = events(&o);
+    let reboot = evs
+        .iter()
+        .find(|e| e["event"] == "task" && e["task"] == "reboot")
+        .expect("the reboot task's event");
+    assert_eq!(reboot["status"], "changed", "{reboot}");
+    let (rc, written) = lab_ssh(
+        "storefront",
+        "cat /root/bosun-after-reboot && cat /proc/sys/kernel/random/boot_id && rm -f /root/bosun-after-reboot",
+    );
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(rc, 0);
+    assert!(
+        lines.len() == 2 && lines[0] == lines[1],
+        "the file names the boot the host runs now: {written}"
+    );
+    println!(
+        "DRILL reboot: storefront back and the play went on: {}",
+        reboot["message"].as_str().unwrap_or_default()
+    );
+    // The host booted as a whole: systemd reached its target again.
+    let (_, state) = lab_ssh(
+        "storefront",
+        "timeout 120 systemctl is-system-running --wait",
+    );
+    assert_eq!(state, "running", "storefront after the reboot");
+}
