@@ -319,8 +319,9 @@ mod tests {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!marker.exists(), "the streams closed before the delayed reboot ran");
+        // `--`: procps' kill reads `-KILL -<pgid>` as something else and kills nothing.
         let _ = std::process::Command::new("kill")
-            .arg("-KILL")
+            .args(["-s", "KILL", "--"])
             .arg(format!("-{pgid}"))
             .stderr(std::process::Stdio::null())
             .status();
