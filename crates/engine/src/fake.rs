@@ -268,7 +268,10 @@ impl FakeHost {
         script
             .replace(
                 REBOOT_SH,
-                &format!(": > {}\n", quote(&fake.join("rebooting").display().to_string())),
+                &format!(
+                    ": > {}\n",
+                    quote(&fake.join("rebooting").display().to_string())
+                ),
             )
             .replace(BOOT_ID_PATH, &fake.join("boot_id").display().to_string())
             .replace(

@@ -131,7 +131,9 @@ async fn check(
         ));
     };
     if id == old_boot {
-        return Err(format!("the host answered, still on the old boot {old_boot}"));
+        return Err(format!(
+            "the host answered, still on the old boot {old_boot}"
+        ));
     }
     // `post_reboot_delay` is waited once, when the new boot first answers.
     if !std::mem::replace(delayed, true) && !wait.post_delay.is_zero() {

@@ -516,8 +516,7 @@ pub async fn run(
                             })
                         })
                         .collect();
-                    let mut run =
-                        HostRun::new(&ctx, &host.name, conn, &mut scope, &mut stats);
+                    let mut run = HostRun::new(&ctx, &host.name, conn, &mut scope, &mut stats);
                     let mut end = run.run(&entries).await;
                     if end == HostEnd::Failed && play.any_errors_fatal {
                         fatal.store(true, std::sync::atomic::Ordering::Relaxed);

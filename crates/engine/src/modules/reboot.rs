@@ -159,10 +159,7 @@ impl Module for Reboot {
     fn plan(&self, observed: &Observed) -> Result<Plan<Restart>, ModuleError> {
         probe_failed(observed)?;
         let id = boot_id(&observed.stdout).ok_or_else(|| {
-            ModuleError::new(format!(
-                "unexpected probe output: {:?}",
-                observed.stdout
-            ))
+            ModuleError::new(format!("unexpected probe output: {:?}", observed.stdout))
         })?;
         let mut details = Vec::new();
         if self.pre_delay > 0 {
@@ -235,7 +232,9 @@ mod tests {
 
     #[test]
     fn the_plan_always_reboots_naming_the_boot() {
-        let m = module(json!({"reboot_timeout": 30, "pre_reboot_delay": 5, "test_command": "systemctl is-system-running"}));
+        let m = module(
+            json!({"reboot_timeout": 30, "pre_reboot_delay": 5, "test_command": "systemctl is-system-running"}),
+        );
         match m.plan(&Observed::stdout("boot_id=1b2c\n")).unwrap() {
             Plan::Change(c) => {
                 assert_eq!(c.summary, "reboot (boot 1b2c)");
@@ -273,13 +272,21 @@ mod tests {
         let m = module(json!({"pre_reboot_delay": 7, "msg": "kernel's update"}));
         let s = m.apply(&Restart);
         assert!(s.starts_with(&boot_id_sh()), "{s}");
-        assert!(s.contains("__delay=7\n__msg='kernel'\\''s update'\n"), "{s}");
+        assert!(
+            s.contains("__delay=7\n__msg='kernel'\\''s update'\n"),
+            "{s}"
+        );
         assert!(s.ends_with(REBOOT_SH), "{s}");
         // Detached: handed to PID 1, or in a session of its own with no inherited streams.
         assert!(REBOOT_SH.contains("systemd-run --quiet --collect --on-active="));
-        assert!(REBOOT_SH.contains("nohup setsid /bin/sh -c \"(sleep $((__delay + 1)); $__cmd) &\""));
+        assert!(
+            REBOOT_SH.contains("nohup setsid /bin/sh -c \"(sleep $((__delay + 1)); $__cmd) &\"")
+        );
         assert!(REBOOT_SH.contains(">/dev/null 2>&1 </dev/null\n"));
-        assert!(!REBOOT_SH.contains('\''), "a batch would quote it out of recognition");
+        assert!(
+            !REBOOT_SH.contains('\''),
+            "a batch would quote it out of recognition"
+        );
     }
 
     /// The scheduling shell's fallback (no systemd) outlives the script: its output stream
@@ -317,8 +324,15 @@ mod tests {
             .unwrap();
         let pgid = child.id();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(!marker.exists(), "the streams closed before the delayed reboot ran");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !marker.exists(),
+            "the streams closed before the delayed reboot ran"
+        );
         // `--`: procps' kill reads `-KILL -<pgid>` as something else and kills nothing.
         let _ = std::process::Command::new("kill")
             .args(["-s", "KILL", "--"])
@@ -352,7 +366,10 @@ mod tests {
             .unwrap();
         if std::path::Path::new(BOOT_ID_PATH).exists() {
             let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(boot_id(&stdout).is_some_and(|id| id.len() >= 32), "{stdout}");
+            assert!(
+                boot_id(&stdout).is_some_and(|id| id.len() >= 32),
+                "{stdout}"
+            );
         } else {
             assert!(!out.status.success());
         }

@@ -32,10 +32,16 @@ async fn a_reboot_reconnects_and_the_play_goes_on_over_the_new_connection() {
     let o = p.converge().await;
     let r = o.task("h1", "restart");
     assert_eq!(r.status, Status::Changed, "{}", o.dump());
-    assert_eq!(r.summary.as_deref(), Some(&*format!("reboot (boot {})", boot(1))));
+    assert_eq!(
+        r.summary.as_deref(),
+        Some(&*format!("reboot (boot {})", boot(1)))
+    );
     assert!(r.always);
     let msg = r.message.clone().unwrap_or_default();
-    assert!(msg.starts_with("rebooted in ") && msg.ends_with('s'), "{msg}");
+    assert!(
+        msg.starts_with("rebooted in ") && msg.ends_with('s'),
+        "{msg}"
+    );
     assert!(r.details.contains(&msg), "{:?}", r.details);
     let h = p.host("h1");
     assert_eq!(h.boots(), 2);
@@ -149,7 +155,10 @@ async fn a_test_command_that_keeps_failing_fails_the_reboot_with_its_output() {
     assert_eq!(r.status, Status::Failed, "{}", o.dump());
     let msg = r.message.clone().unwrap_or_default();
     assert!(msg.contains("did not come back within 1s"), "{msg}");
-    assert!(msg.contains("failed on the new boot (exit code 3): not ready"), "{msg}");
+    assert!(
+        msg.contains("failed on the new boot (exit code 3): not ready"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -163,7 +172,10 @@ async fn check_mode_predicts_the_reboot_and_does_not_reconnect() {
         .await;
     let r = o.task("h1", "restart");
     assert_eq!(r.status, Status::Changed, "{}", o.dump());
-    assert_eq!(r.summary.as_deref(), Some(&*format!("reboot (boot {})", boot(1))));
+    assert_eq!(
+        r.summary.as_deref(),
+        Some(&*format!("reboot (boot {})", boot(1)))
+    );
     let h = p.host("h1");
     assert_eq!(h.opens(), 1);
     assert_eq!(h.boots(), 1);
@@ -210,7 +222,10 @@ async fn a_delegated_reboot_is_refused_before_the_run() {
     let errors = p.preflight();
     assert_eq!(errors.len(), 1, "{errors:?}");
     let (file, line, message) = &errors[0];
-    assert!(file.ends_with("roles/main/tasks.yml") && *line == 3, "{errors:?}");
+    assert!(
+        file.ends_with("roles/main/tasks.yml") && *line == 3,
+        "{errors:?}"
+    );
     assert!(message.contains("cannot take `delegate_to`"), "{message}");
 }
 
@@ -222,5 +237,36 @@ async fn a_reboot_as_another_user_is_refused_before_the_run() {
     );
     let errors = p.preflight();
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].2.contains("cannot take `become_user`"), "{errors:?}");
+    assert!(
+        errors[0].2.contains("cannot take `become_user`"),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reboot_handler_reconnects_and_its_notification_is_cleared_over_the_new_connection() {
+    let p = Project::new(
+        &["h1"],
+        &[
+            tasks(
+                "- name: kernel\n  copy: {dest: \"{{ root }}/kernel\", content: \"6.1\\n\"}\n  notify: restart\n",
+            ),
+            handlers("- name: restart\n  reboot: {}\n"),
+        ],
+    );
+    let o = p.converge().await;
+    assert_eq!(o.status("h1", "restart"), Status::Changed, "{}", o.dump());
+    let h = p.host("h1");
+    assert_eq!(h.boots(), 2);
+    assert!(!o.summary.failed);
+    // The notification the kernel task recorded was cleared after the handler ran: over
+    // the new connection, since the old one was closed at the reboot.
+    let notes: Vec<_> = std::fs::read_dir(h.state_dir().join("notify"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(notes.is_empty(), "{notes:?}");
+    assert!(h
+        .execs()
+        .last()
+        .is_some_and(|e| e.script.contains("rm -f -- \"$__bs/notify/\"main")));
 }
