@@ -225,7 +225,7 @@ mod tests {
             (json!({"test_command": " "}), "`test_command` is empty"),
             (json!({"timeout": 5}), "unknown field `timeout`"),
         ] {
-            let e = Reboot::from_args(args).err().expect("refused");
+            let e = Reboot::from_args(args).expect_err("refused");
             assert!(e.message.contains(want), "{}", e.message);
         }
     }
@@ -261,8 +261,7 @@ mod tests {
                 stderr: "reboot: cannot read /proc/sys/kernel/random/boot_id (is this Linux?)"
                     .into(),
             })
-            .err()
-            .expect("fails");
+            .expect_err("fails");
         assert!(e.0.contains("cannot read"), "{e}");
         assert!(m.plan(&Observed::stdout("junk\n")).is_err());
     }
