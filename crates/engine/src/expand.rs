@@ -536,6 +536,26 @@ pub fn expand(
                     .to_string(),
             ),
         };
+        // A reboot is waited for over the host's own connection, as root: another host's
+        // connection would never see it come back, and another account cannot reboot.
+        if module.reboots().is_some() && (delegate_to.is_some() || become_user.is_some()) {
+            let what = if delegate_to.is_some() {
+                "delegate_to"
+            } else {
+                "become_user"
+            };
+            return Err(ExpandError {
+                place: task.place.clone(),
+                message: format!(
+                    "task `{}`: `{}` cannot take `{what}`: a reboot runs as root on the host \
+                     it restarts, and bosun waits for that host to come back",
+                    task.name, task.module
+                ),
+                hint: Some(format!(
+                    "remove `{what}` (to reboot another host, run the task in a play on it)"
+                )),
+            });
+        }
         out.push(ItemOutcome::Run(Unit {
             task: idx,
             label,

@@ -7,7 +7,10 @@
 //! rewriting the script text before it runs (what was *sent* is recorded unchanged): the
 //! state directory (`$__bs`, [`STATE_DIR_SH`]; `/var/lib/bosun` for root otherwise) and the
 //! batches' scratch directories (`/tmp/.bosun.*`); a script that would still reach either
-//! real directory is refused, since the tests run as root in CI.
+//! real directory is refused, since the tests run as root in CI. The boot id `reboot` reads
+//! is a file of the host's, and the reboot `reboot` schedules only leaves a marker there:
+//! the next opens go through the reboot as [`FakeHost::reboot_takes`] says (a script that
+//! would still reboot the machine is refused).
 //!
 //! Every script is recorded ([`FakeHost::execs`]), so tests count round trips and assert
 //! what was sent. A host can be told to misbehave ([`FakeHost::fault`]): to be unreachable
@@ -27,6 +30,7 @@
 
 use crate::batch::STATE_DIR_SH;
 use crate::interrupt::Interrupt;
+use crate::modules::reboot::{BOOT_ID_PATH, REBOOT_SH};
 use crate::remote::{Connector, Killed, Output, Remote, RemoteError, Watch};
 use bosun_model::inventory::Host;
 use bosun_model::shell::quote;
@@ -85,6 +89,18 @@ impl Exec {
     }
 }
 
+/// How a fake host goes through a reboot `reboot`'s apply scheduled (see
+/// [`FakeHost::reboot_takes`]).
+#[derive(Debug, Clone, Copy)]
+struct RebootPlan {
+    /// Opens that still reach the old boot (the host has not gone down yet).
+    stays_up: u64,
+    /// Opens refused after those (the host is down); `u64::MAX`: it never comes back.
+    down: u64,
+    /// Opens since the reboot was scheduled.
+    opens: u64,
+}
+
 /// A scripted host.
 pub struct FakeHost {
     pub name: String,
@@ -98,6 +114,8 @@ pub struct FakeHost {
     opens: AtomicU64,
     closes: AtomicU64,
     grace: Mutex<Duration>,
+    reboot: Mutex<RebootPlan>,
+    boots: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +132,7 @@ impl FakeHost {
         ] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
+        std::fs::write(dir.join(".fake/boot_id"), boot_id(1))?;
         Ok(FakeHost {
             name: name.to_string(),
             dir,
@@ -125,6 +144,12 @@ impl FakeHost {
             opens: AtomicU64::new(0),
             closes: AtomicU64::new(0),
             grace: Mutex::new(crate::interrupt::GRACE),
+            reboot: Mutex::new(RebootPlan {
+                stays_up: 0,
+                down: 1,
+                opens: 0,
+            }),
+            boots: AtomicU64::new(1),
         })
     }
 
@@ -142,6 +167,52 @@ impl FakeHost {
     /// [`crate::interrupt::GRACE`]).
     pub fn set_grace(&self, d: Duration) {
         *lock(&self.grace) = d;
+    }
+
+    /// How the host reboots once a `reboot` apply scheduled it: the next `stays_up`
+    /// connections still reach the old boot, the `down` after them are refused, and the
+    /// one after those finds a new boot (a new boot id). `down: u64::MAX`: the host never
+    /// comes back. By default it is down for one attempt and up at once.
+    pub fn reboot_takes(&self, stays_up: u64, down: u64) {
+        let mut r = lock(&self.reboot);
+        r.stays_up = stays_up;
+        r.down = down;
+    }
+
+    /// Boots so far: 1, plus one per reboot.
+    pub fn boots(&self) -> u64 {
+        self.boots.load(Ordering::Relaxed)
+    }
+
+    /// A reboot was scheduled and has not happened yet.
+    pub fn reboot_pending(&self) -> bool {
+        self.dir.join(".fake/rebooting").exists()
+    }
+
+    /// One connection attempt against a reboot in progress: `Err` while the host is down;
+    /// the attempt that finds it up again starts the new boot.
+    fn open_through_reboot(&self) -> Result<(), RemoteError> {
+        if !self.reboot_pending() {
+            return Ok(());
+        }
+        let mut r = lock(&self.reboot);
+        let k = r.opens;
+        r.opens += 1;
+        if k < r.stays_up {
+            return Ok(());
+        }
+        if k - r.stays_up < r.down {
+            return Err(RemoteError(format!(
+                "{}: connection refused (rebooting)",
+                self.name
+            )));
+        }
+        r.opens = 0;
+        let n = self.boots.fetch_add(1, Ordering::Relaxed) + 1;
+        let broken = |e: std::io::Error| RemoteError(format!("{}: {e}", self.name));
+        std::fs::write(self.dir.join(".fake/boot_id"), boot_id(n)).map_err(broken)?;
+        std::fs::remove_file(self.dir.join(".fake/rebooting")).map_err(broken)?;
+        Ok(())
     }
 
     /// Every script the host received, in order.
@@ -187,13 +258,22 @@ impl FakeHost {
         Some(faults.remove(i).1)
     }
 
-    /// The script as this host runs it: its state and scratch directories moved below
-    /// its own directory.
+    /// The script as this host runs it: its state and scratch directories and its boot id
+    /// moved below its own directory, and a reboot replaced by a marker the next opens
+    /// read ([`FakeHost::reboot_takes`]).
     fn localize(&self, script: &str) -> String {
         let fake = self.dir.join(".fake");
         let state = fake.join("state");
         let tmp = fake.join("scratch");
         script
+            .replace(
+                REBOOT_SH,
+                &format!(
+                    ": > {}\n",
+                    quote(&fake.join("rebooting").display().to_string())
+                ),
+            )
+            .replace(BOOT_ID_PATH, &fake.join("boot_id").display().to_string())
             .replace(
                 STATE_DIR_SH,
                 &format!("__bs={}\n", quote(&state.display().to_string())),
@@ -223,7 +303,16 @@ impl FakeHost {
             .unwrap_or_default();
         let local = self.localize(script);
         // The fake runs as the test's user (root in CI): nothing may reach the real
-        // state or scratch directories.
+        // state or scratch directories, or reboot the machine.
+        if ["systemctl reboot", "shutdown -r"]
+            .iter()
+            .any(|r| local.contains(r))
+        {
+            return Err(RemoteError(format!(
+                "{}: the fake refuses a script that would reboot the machine",
+                self.name
+            )));
+        }
         if local.contains("/var/lib/bosun") || local.contains("/tmp/.bosun.") {
             let line = local
                 .lines()
@@ -344,6 +433,11 @@ impl Remote for FakeConn {
     }
 }
 
+/// The fake boot id of boot `n`, shaped like the kernel's.
+fn boot_id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}\n")
+}
+
 fn record(h: &FakeHost, n: u64, out: &Output) {
     if let Some(e) = lock(&h.execs).iter_mut().find(|e| e.n == n) {
         e.output = Some(out.clone());
@@ -399,6 +493,7 @@ impl Connector for FakeNet {
             if let Some(m) = lock(&h.unreachable).clone() {
                 return Err(RemoteError(m));
             }
+            h.open_through_reboot()?;
             let c: Arc<dyn Remote> = Arc::new(FakeConn {
                 host: h,
                 execs: AtomicU64::new(0),

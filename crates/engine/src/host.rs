@@ -25,6 +25,8 @@ use bosun_model::site::{Play, Project, Role, Task};
 use bosun_model::template::Templates;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// A task or handler in play order.
 pub struct Entry<'a> {
@@ -150,7 +152,13 @@ pub enum HostEnd {
 pub struct HostRun<'a, 'b> {
     pub ctx: &'a PlayCtx<'b>,
     pub host: &'a str,
-    pub conn: &'a dyn Remote,
+    /// The host's connection; replaced when the host rebooted (`reboot`).
+    pub conn: Arc<dyn Remote>,
+    /// Scripts run on connections this run gave up (a reboot's old connection, attempts
+    /// that found the host not back yet), counted from when it got them.
+    replaced_execs: u64,
+    /// `conn`'s script count when this run got it.
+    conn_base: u64,
     pub scope: &'a mut Scope,
     pub stats: &'a mut HostStats,
     /// Handler names notified so far, per role.
@@ -175,7 +183,7 @@ impl<'a, 'b> HostRun<'a, 'b> {
     pub fn new(
         ctx: &'a PlayCtx<'b>,
         host: &'a str,
-        conn: &'a dyn Remote,
+        conn: Arc<dyn Remote>,
         scope: &'a mut Scope,
         stats: &'a mut HostStats,
     ) -> Self {
@@ -183,6 +191,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
         HostRun {
             ctx,
             host,
+            replaced_execs: 0,
+            conn_base: conn.exec_count(),
             conn,
             scope,
             stats,
@@ -195,6 +205,18 @@ impl<'a, 'b> HostRun<'a, 'b> {
             facts_known,
             last: LastScript::default(),
         }
+    }
+
+    /// Scripts this run sent to the host, over every connection it had.
+    pub fn execs(&self) -> u64 {
+        self.replaced_execs + self.conn.exec_count().saturating_sub(self.conn_base)
+    }
+
+    /// Goes on with `conn` (the host rebooted); the old connection was closed.
+    fn replace_conn(&mut self, conn: Arc<dyn Remote>) {
+        self.replaced_execs += self.conn.exec_count().saturating_sub(self.conn_base);
+        self.conn = conn;
+        self.conn_base = 0;
     }
 
     /// Makes `facts` visible to this host's templates (variables that read them render now).
@@ -570,7 +592,13 @@ impl<'a, 'b> HostRun<'a, 'b> {
                     }
                 }
                 next += 1;
-                if e.task.until.is_some() {
+                // A reboot is a barrier: what follows it is expanded, probed and applied
+                // on the host that comes back.
+                if e.task.until.is_some()
+                    || queue
+                        .back()
+                        .is_some_and(|q| q.unit.module.reboots().is_some())
+                {
                     break;
                 }
             }
@@ -789,6 +817,15 @@ impl<'a, 'b> HostRun<'a, 'b> {
             .iter()
             .take_while(|q| q.unit.delegate_to == target)
             .count();
+        // Nothing after a reboot shares its round (a loop's next item included).
+        let n = match queue
+            .iter()
+            .take(n)
+            .position(|q| q.unit.module.reboots().is_some())
+        {
+            Some(k) => k + 1,
+            None => n,
+        };
         let delegate = match &target {
             None => None,
             Some(t) => match self.ctx.delegates.get(t).await {
@@ -796,7 +833,8 @@ impl<'a, 'b> HostRun<'a, 'b> {
                 Err(msg) => return Ok(self.fail_units(entries, queue, n, &msg)),
             },
         };
-        let conn: &dyn Remote = delegate.as_deref().unwrap_or(self.conn);
+        let own_conn = self.conn.clone();
+        let conn: &dyn Remote = delegate.as_deref().unwrap_or(own_conn.as_ref());
         let units: Vec<RoundUnit> = queue
             .iter()
             .take(n)
@@ -884,6 +922,15 @@ impl<'a, 'b> HostRun<'a, 'b> {
             ran = a.interpret(&units, &ends, &self.last, &mut outcomes);
         }
         outcomes.truncate(ran);
+        if own && !check {
+            for (u, o) in units.iter().zip(outcomes.iter_mut()) {
+                if let Some(wait) = u.module.reboots() {
+                    if o.status == Status::Changed {
+                        self.await_reboot(&wait, o).await;
+                    }
+                }
+            }
+        }
 
         // After a failure only what was applied is reported: the rest did not run, and
         // the host either fails or goes on in a rescue.
@@ -932,6 +979,54 @@ impl<'a, 'b> HostRun<'a, 'b> {
             queue.pop_front();
         }
         Ok(finished)
+    }
+
+    /// A reboot was scheduled (`o` is its applied outcome): closes the host's connection
+    /// and waits for the host to come back on a new boot (see [`crate::reconnect`]), then
+    /// goes on over the new connection. A host that is not back in time fails the task.
+    async fn await_reboot(&mut self, wait: &modules::reboot::RebootWait, o: &mut round::Outcome) {
+        let started = Instant::now();
+        let fail = |o: &mut round::Outcome, msg: String| {
+            o.status = Status::Failed;
+            o.result.failed = true;
+            o.result.msg = msg.clone();
+            o.message = Some(msg);
+        };
+        let Some(old) = modules::reboot::boot_id(&o.result.stdout).map(str::to_string) else {
+            return fail(o, "the reboot's apply printed no boot id".into());
+        };
+        self.conn.close().await;
+        let delegates = self.ctx.delegates;
+        let host = self.host;
+        let mut discarded = crate::reconnect::Discarded::default();
+        let back = crate::reconnect::wait_back(
+            || delegates.reopen(host),
+            wait,
+            &old,
+            &self.ctx.opts.interrupt,
+            started,
+            &mut discarded,
+        )
+        .await;
+        self.replaced_execs += discarded.execs;
+        match back {
+            Ok(back) => {
+                delegates.connected(host, back.conn.as_ref());
+                self.replace_conn(back.conn);
+                let secs = back.elapsed.as_secs_f64();
+                let msg = format!("rebooted in {secs:.1}s");
+                o.details.push(msg.clone());
+                o.result.msg = msg.clone();
+                o.message = Some(msg);
+                o.result.extra.insert("rebooted".into(), json!(true));
+                o.result.extra.insert("elapsed".into(), json!(secs));
+            }
+            Err(crate::reconnect::NotBack::Timeout(msg)) => fail(o, msg),
+            Err(crate::reconnect::NotBack::Interrupted) => fail(
+                o,
+                "interrupted while waiting for the host to come back from its reboot".into(),
+            ),
+        }
     }
 
     /// `changed_when` and `failed_when`, evaluated over the unit's result.
@@ -1124,11 +1219,16 @@ impl<'a, 'b> HostRun<'a, 'b> {
             delegates: self.ctx.delegates,
         };
         let mut stats = before.clone();
-        let mut inner = HostRun::new(&ctx, self.host, self.conn, self.scope, &mut stats);
+        let mut inner = HostRun::new(&ctx, self.host, self.conn.clone(), self.scope, &mut stats);
+        inner.replaced_execs = self.replaced_execs;
+        inner.conn_base = self.conn_base;
         inner.pending_effects = std::mem::take(&mut self.pending_effects);
         inner.pending_handlers_unread = self.pending_handlers_unread;
         inner.facts_known = self.facts_known;
         let r = inner.round(entries, queue).await;
+        self.conn = inner.conn.clone();
+        self.replaced_execs = inner.replaced_execs;
+        self.conn_base = inner.conn_base;
         self.recorded |= inner.recorded;
         self.pending_effects = std::mem::take(&mut inner.pending_effects);
         self.pending_handlers_unread = inner.pending_handlers_unread;

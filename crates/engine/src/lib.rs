@@ -19,6 +19,7 @@ pub mod host;
 pub mod interrupt;
 pub mod local;
 pub mod modules;
+mod reconnect;
 pub mod remote;
 pub mod round;
 mod run;

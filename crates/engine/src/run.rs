@@ -275,6 +275,25 @@ impl Delegates {
         Ok(c)
     }
 
+    /// A new connection to the inventory host `name`, neither shared nor kept: a host that
+    /// rebooted is reached again with it (its old connection died with it).
+    pub async fn reopen(&self, name: &str) -> Result<Arc<dyn Remote>, String> {
+        let host = self
+            .inv
+            .hosts
+            .get(name)
+            .ok_or_else(|| format!("`{name}` is not a host of the inventory"))?;
+        self.connector.open(host).await.map_err(|e| e.to_string())
+    }
+
+    /// Announces a connection made with [`Self::reopen`] that the run goes on with.
+    pub fn connected(&self, name: &str, c: &dyn Remote) {
+        self.emitter.send(Event::HostConnected {
+            host: name.to_string(),
+            seconds: c.connect_seconds(),
+        });
+    }
+
     async fn close(&self) {
         for c in self.open.lock().await.values() {
             c.close().await;
@@ -474,7 +493,6 @@ pub async fn run(
                             );
                         }
                     };
-                    let execs_before = conn.exec_count();
                     let ctx = PlayCtx {
                         play,
                         project: &site.project,
@@ -498,8 +516,7 @@ pub async fn run(
                             })
                         })
                         .collect();
-                    let mut run =
-                        HostRun::new(&ctx, &host.name, conn.as_ref(), &mut scope, &mut stats);
+                    let mut run = HostRun::new(&ctx, &host.name, conn, &mut scope, &mut stats);
                     let mut end = run.run(&entries).await;
                     if end == HostEnd::Failed && play.any_errors_fatal {
                         fatal.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -533,6 +550,8 @@ pub async fn run(
                             });
                         }
                     }
+                    // A reboot replaced the connection: the rest goes over the new one.
+                    let conn = run.conn.clone();
                     if clear && !opts.check {
                         let roles: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
                         if let Err(e) = conn.run(&host::clear_notifications(&roles)).await {
@@ -548,10 +567,12 @@ pub async fn run(
                             message,
                         });
                     }
-                    let execs = conn.exec_count() - execs_before;
+                    let execs = run.execs();
                     if last_play.get(&host.name) == Some(&play_index) {
                         conns.lock().await.remove(&host.name);
                         conn.close().await;
+                    } else {
+                        conns.lock().await.insert(host.name.clone(), conn);
                     }
                     (
                         host.name.clone(),
@@ -627,14 +648,11 @@ pub async fn run(
         c.close().await;
     }
     delegates.close().await;
-    let conns = conns.lock().await;
     let mut summary = RunSummary::default();
     let mut changed_tasks = Vec::new();
     for (name, s) in &state {
-        let execs = conns
-            .get(name)
-            .map(|c| c.exec_count())
-            .unwrap_or_else(|| s.execs_per_play.iter().sum());
+        // Counted per play, over every connection (a reboot replaces the host's).
+        let execs = s.execs_per_play.iter().sum();
         summary.changed |= s.stats.changed > 0;
         summary.failed |= s.failed || s.unreachable.is_some();
         for t in &s.stats.changed_tasks {

@@ -29,6 +29,7 @@ pub mod mount;
 pub mod npm;
 pub mod pip;
 pub mod postgresql;
+pub mod reboot;
 pub mod replace;
 pub mod set_fact;
 pub mod slurp;
@@ -317,6 +318,13 @@ pub trait Module: Send + Sync + Sized + 'static {
     fn sets_vars(&self) -> serde_json::Map<String, Value> {
         serde_json::Map::new()
     }
+
+    /// Whether an applied change restarts the host (`reboot`): the engine then drops the
+    /// connection, reopens it until the host is back on a new boot, and runs the rest of
+    /// the play over the new one. Nothing queued after such a unit shares its round.
+    fn reboots(&self) -> Option<reboot::RebootWait> {
+        None
+    }
 }
 
 /// Object-safe face of [`Module`], so the engine can hold a list of mixed modules.
@@ -344,6 +352,9 @@ pub trait DynModule: Send + Sync {
     }
     fn sets_vars(&self) -> serde_json::Map<String, Value> {
         serde_json::Map::new()
+    }
+    fn reboots(&self) -> Option<reboot::RebootWait> {
+        None
     }
 }
 
@@ -430,6 +441,10 @@ impl<M: Module> DynModule for Named<M> {
 
     fn sets_vars(&self) -> serde_json::Map<String, Value> {
         self.module.sets_vars()
+    }
+
+    fn reboots(&self) -> Option<reboot::RebootWait> {
+        self.module.reboots()
     }
 }
 
@@ -527,6 +542,7 @@ const REGISTRY: &[(&str, &dyn Build)] = &[
         &Make(|args, _| postgresql::PgRole::from_args(args)),
     ),
     ("pip", &Make(|args, _| pip::Pip::from_args(args))),
+    ("reboot", &Make(|args, _| reboot::Reboot::from_args(args))),
     (
         "replace",
         &Make(|args, _| replace::Replace::from_args(args)),

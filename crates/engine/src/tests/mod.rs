@@ -15,5 +15,6 @@ mod failures;
 mod handlers;
 mod identity;
 mod interrupt;
+mod reboot;
 mod rounds;
 mod serial;
