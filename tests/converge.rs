@@ -649,3 +649,41 @@ fn tasks_that_cannot_read_facts_do_not_wait_for_them() {
     );
     assert!(!p.root.join("release.txt").exists());
 }
+
+/// Which connection a script came over: the sshd address in `SSH_CONNECTION` (h1 is
+/// 127.0.0.2, h2 127.0.0.3), or none at all on the controller.
+const WHERE_TASKS: &str = r#"
+- name: over the delegate's connection
+  shell: |
+    case "$SSH_CONNECTION" in *" 127.0.0.3 "*) s=h2;; *" 127.0.0.2 "*) s=h1;; *) s=controller;; esac
+    echo "{{ inventory_hostname }} ran on $s" >> {{ root }}/delegated
+  delegate_to: h2
+  when: inventory_hostname == 'h1'
+- name: on the controller
+  shell: |
+    case "$SSH_CONNECTION" in *" 127.0.0.3 "*) s=h2;; *" 127.0.0.2 "*) s=h1;; *) s=controller;; esac
+    echo "{{ inventory_hostname }} ran on $s" > {{ root }}/local-{{ inventory_hostname }}
+  delegate_to: local
+- name: as another account
+  command: id -un
+  become_user: nobody
+  register: who
+- name: what that account was
+  copy: {dest: "{{ root }}/who-{{ inventory_hostname }}", content: "{{ who.stdout }}\n"}
+"#;
+
+/// `delegate_to` and `become_user` over real SSH: a delegated task runs over the other
+/// host's connection (with this host's variables), `delegate_to: local` on the controller,
+/// and `become_user` as that account on the host.
+#[test]
+fn delegate_to_and_become_user_cross_the_wire() {
+    let p = Project::new(2, &[("roles/every/tasks.yml", WHERE_TASKS)]);
+    let o = p.run(&["converge", "-i", "inventory.yml", "--output", "json"]);
+    assert!(o.status.success(), "{}", why(&o));
+    let read = |f: &str| std::fs::read_to_string(p.root.join(f)).unwrap_or_default();
+    assert_eq!(read("delegated"), "h1 ran on h2\n");
+    assert_eq!(read("local-h1"), "h1 ran on controller\n");
+    assert_eq!(read("local-h2"), "h2 ran on controller\n");
+    assert_eq!(read("who-h1"), "nobody\n");
+    assert_eq!(read("who-h2"), "nobody\n");
+}

@@ -432,6 +432,7 @@ fn load_tasks(
         raw.unwrap_or_default(),
         modules,
         errors,
+        &mut block::NoIncludes,
     )
 }
 
@@ -443,6 +444,7 @@ fn parse_tasks(
     raw: Vec<RawTask>,
     modules: &[&str],
     errors: &mut Vec<LoadError>,
+    includes: &mut dyn block::Includes,
 ) -> Vec<Task> {
     let mut out = Vec::new();
     for rt in raw {
@@ -454,6 +456,7 @@ fn parse_tasks(
             &Default::default(),
             &mut out,
             errors,
+            includes,
         );
     }
     for t in &out {

@@ -326,3 +326,26 @@ async fn a_cross_role_notification_left_pending_runs_on_the_next_converge() {
     assert_eq!(o.all("h1", "reload other").len(), 1);
     assert!(!p.host("h1").state_dir().join("notify/main").exists());
 }
+
+#[tokio::test]
+async fn a_failure_in_an_included_file_goes_to_the_enclosing_blocks_rescue() {
+    let main = "- include_tasks: steps.yml\n";
+    let steps = format!("{}{FAILS}{}", log("a", "a"), log("skipped", "never"));
+    let rescue = "- name: rescue it\n  shell: \"echo rescued {{ ansible_failed_task.name }} >> {{ root }}/log\"\n";
+    let yaml = format!(
+        "{}{}",
+        block(main, Some(rescue), None),
+        log("after", "after")
+    );
+    let p = Project::new(&["h1"], &[tasks(&yaml), ("roles/main/steps.yml", &steps)]);
+    let o = p.converge().await;
+    assert_eq!(
+        p.read("h1", "log"),
+        "a\nrescued fails\nafter\n",
+        "{}",
+        o.dump()
+    );
+    assert!(o.task("h1", "rescue it").rescue);
+    assert_eq!(o.host_failed("h1"), None);
+    assert_eq!(o.recap("h1").rescued, 1);
+}

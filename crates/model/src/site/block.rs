@@ -158,12 +158,32 @@ impl Inherited {
         if t.delegate_to.is_none() {
             t.delegate_to.clone_from(&self.delegate_to);
         }
-        t.blocks = self.blocks.clone();
+        // An included task may sit in blocks of its own file: those are inside these.
+        let own = std::mem::take(&mut t.blocks);
+        t.blocks = self.blocks.iter().cloned().chain(own).collect();
     }
 }
 
-/// Appends the task `rt` (or every task of the block it is) to `out`, flattened; problems
-/// go to `errors`, each at its own line.
+/// Expands an include item (`include_tasks`, `import_role`, …) met inside a block, where
+/// the composer that knows the role's files is not at hand.
+pub(super) trait Includes {
+    /// The tasks `rt` stands for when it is an include (problems go to `errors`); `rt`
+    /// itself back when it is an ordinary task.
+    fn expand(&mut self, rt: RawTask, errors: &mut Vec<LoadError>) -> Result<Vec<Task>, RawTask>;
+}
+
+/// For task lists without includes (handlers): every item is an ordinary task.
+pub(super) struct NoIncludes;
+
+impl Includes for NoIncludes {
+    fn expand(&mut self, rt: RawTask, _: &mut Vec<LoadError>) -> Result<Vec<Task>, RawTask> {
+        Err(rt)
+    }
+}
+
+/// Appends the task `rt` (or every task of the block it is, or of the include it is) to
+/// `out`, flattened; problems go to `errors`, each at its own line.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn flatten(
     file: &Path,
     role: &str,
@@ -172,6 +192,7 @@ pub(super) fn flatten(
     inh: &Inherited,
     out: &mut Vec<Task>,
     errors: &mut Vec<LoadError>,
+    includes: &mut dyn Includes,
 ) {
     let place = Place::at(file, &rt.referenced);
     let has_block = rt.value.sections.iter().any(|(k, _)| k.value == "block");
@@ -189,6 +210,16 @@ pub(super) fn flatten(
             );
             return;
         }
+        let rt = match includes.expand(rt, errors) {
+            Ok(tasks) => {
+                for mut t in tasks {
+                    inh.apply(&mut t);
+                    out.push(t);
+                }
+                return;
+            }
+            Err(rt) => rt,
+        };
         match parse_task(file, role, rt, modules) {
             Ok(mut t) => {
                 inh.apply(&mut t);
@@ -306,7 +337,7 @@ pub(super) fn flatten(
             name: name.clone(),
         });
         for t in tasks {
-            flatten(file, role, t, modules, &scope, out, errors);
+            flatten(file, role, t, modules, &scope, out, errors, includes);
         }
     }
 }

@@ -7,7 +7,9 @@
 //! handlers) and carries the include's `when`, `tags` and `vars`. Cycles (of files or of
 //! roles) are load errors naming the chain, never a stack overflow at run time.
 
-use super::{list_roles, load_tasks, parse_tasks, strings, Project, RawTask, Role, Task, Value};
+use super::{
+    block, list_roles, load_tasks, parse_tasks, strings, Project, RawTask, Role, Task, Value,
+};
 use crate::diag::{LoadError, Place};
 use crate::text::closest;
 use indexmap::IndexMap;
@@ -453,36 +455,18 @@ impl<'a> Loader<'a> {
         raw: Vec<RawTask>,
         files: &mut Vec<PathBuf>,
     ) -> Vec<Task> {
-        let mut out = Vec::new();
-        let mut plain = Vec::new();
-        for rt in raw {
-            let kind = rt.value.keys().find_map(|k| Kind::of(&k.value));
-            let Some(kind) = kind else {
-                plain.push(rt);
-                continue;
-            };
-            let before = std::mem::take(&mut plain);
-            out.extend(parse_tasks(
-                file,
-                role,
-                false,
-                before,
-                self.modules,
-                &mut self.errors,
-            ));
-            match self.include(file, role, base, kind, rt, files) {
-                Ok(tasks) => out.extend(tasks),
-                Err(e) => self.errors.push(e),
-            }
-        }
-        out.extend(parse_tasks(
+        let modules = self.modules;
+        let mut errors = Vec::new();
+        let mut includes = BlockIncludes {
+            loader: self,
             file,
             role,
-            false,
-            plain,
-            self.modules,
-            &mut self.errors,
-        ));
+            base,
+            files,
+        };
+        // Includes at the top of the list and inside blocks alike go through `includes`.
+        let out = parse_tasks(file, role, false, raw, modules, &mut errors, &mut includes);
+        self.errors.extend(errors);
         out
     }
 
@@ -634,10 +618,38 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Expands the includes of one task list where they stand, at its top or inside its
+/// blocks (which then pass their `when`, `tags`, … down to the included tasks).
+struct BlockIncludes<'c, 'a, 'f> {
+    loader: &'c mut Loader<'a>,
+    file: &'f Path,
+    role: &'f str,
+    base: &'f Path,
+    files: &'f mut Vec<PathBuf>,
+}
+
+impl block::Includes for BlockIncludes<'_, '_, '_> {
+    fn expand(&mut self, rt: RawTask, errors: &mut Vec<LoadError>) -> Result<Vec<Task>, RawTask> {
+        let Some(kind) = rt.value.keys().find_map(|k| Kind::of(&k.value)) else {
+            return Err(rt);
+        };
+        let (file, role, base) = (self.file, self.role, self.base);
+        Ok(
+            match self.loader.include(file, role, base, kind, rt, self.files) {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    errors.push(e);
+                    Vec::new()
+                }
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::diag::LoadErrors;
-    use crate::site::Site;
+    use crate::site::{Section, Site};
     use std::path::PathBuf;
 
     const MODULES: &[&str] = &["command", "copy", "file"];
@@ -719,6 +731,61 @@ mod tests {
         assert!(t[2].place.file.ends_with("roles/app/tasks/more.yml"));
         assert_eq!(t[2].place.line, 2);
         assert_eq!(t[2].role, "app");
+    }
+
+    #[test]
+    fn an_include_inside_a_block_expands_there_under_the_block() {
+        let p = Project::new(
+            "in-block",
+            &[
+                ("site.yml", "- hosts: all\n  roles: [app]\n"),
+                (
+                    "roles/app/tasks.yml",
+                    "- name: guarded\n  when: x == 1\n  become_user: app\n  block:\n    - include_tasks: steps.yml\n      tags: [steps]\n  rescue:\n    - import_tasks: undo.yml\n",
+                ),
+                (
+                    "roles/app/steps.yml",
+                    "- name: a\n  command: \"true\"\n- name: inner\n  block:\n    - name: b\n      command: \"true\"\n",
+                ),
+                ("roles/app/undo.yml", "- name: undo\n  command: \"true\"\n"),
+            ],
+        );
+        let site = p.load().unwrap();
+        assert_eq!(names(&site), ["a", "b", "undo"]);
+        let t = &site.plays[0].tasks;
+        let chain = |i: usize| -> Vec<(String, Section)> {
+            t[i].blocks
+                .iter()
+                .map(|b| (b.name.clone(), b.section))
+                .collect()
+        };
+        assert_eq!(chain(0), [("guarded".to_string(), Section::Main)]);
+        // The included file's own block sits inside the including one.
+        assert_eq!(
+            chain(1),
+            [
+                ("guarded".to_string(), Section::Main),
+                ("inner".to_string(), Section::Main)
+            ]
+        );
+        assert_eq!(chain(2), [("guarded".to_string(), Section::Rescue)]);
+        for task in t {
+            assert_eq!(task.when, ["x == 1"], "{}", task.name);
+            assert_eq!(task.become_user.as_deref(), Some("app"), "{}", task.name);
+        }
+        assert_eq!(t[0].tags, ["steps"]);
+        assert!(t[2].tags.is_empty());
+        assert!(t[1].place.file.ends_with("roles/app/steps.yml"));
+
+        // A bad include inside a block is an error at its own line.
+        std::fs::write(
+            p.0.join("roles/app/tasks.yml"),
+            "- block:\n    - include_tasks: missing.yml\n",
+        )
+        .unwrap();
+        let e = p.errors();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("roles/app/tasks.yml:2:"), "{}", e[0]);
     }
 
     #[test]
