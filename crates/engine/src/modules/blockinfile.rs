@@ -9,11 +9,10 @@
 
 use super::fileops::Attrs;
 use super::lineinfile::{
-    check_path, check_validate, insert_line, join_lines, split_lines, text_edit_module, Edit, Line,
-    State,
+    check_path, check_validate, insert_line, join_lines, split_lines, text_edit_module, Anchor,
+    Edit, Line, State,
 };
 use super::{de_mode, parse_args, ArgError, ModuleError};
-use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -53,14 +52,6 @@ fn default_end() -> String {
 }
 
 #[derive(Debug)]
-enum Anchor {
-    Bof,
-    Eof,
-    After(Regex),
-    Before(Regex),
-}
-
-#[derive(Debug)]
 pub struct BlockInFile {
     path: String,
     /// The block's lines, without line endings.
@@ -72,14 +63,6 @@ pub struct BlockInFile {
     create: bool,
     attrs: Attrs,
     validate: Option<String>,
-}
-
-fn compile(what: &str, re: &str) -> Result<Regex, ArgError> {
-    Regex::new(re).map_err(|e| {
-        ArgError::new(format!(
-            "blockinfile: `{what}` is not a valid regular expression: {e}"
-        ))
-    })
 }
 
 impl BlockInFile {
@@ -104,17 +87,11 @@ impl BlockInFile {
                 "blockinfile: the block contains one of its own marker lines",
             ));
         }
-        let anchor = match (a.insertafter.as_deref(), a.insertbefore.as_deref()) {
-            (Some(_), Some(_)) => {
-                return Err(ArgError::new(
-                    "blockinfile: give `insertafter` or `insertbefore`, not both",
-                ))
-            }
-            (None, None) | (Some("EOF"), None) | (None, Some("EOF")) => Anchor::Eof,
-            (Some("BOF"), None) | (None, Some("BOF")) => Anchor::Bof,
-            (Some(r), None) => Anchor::After(compile("insertafter", r)?),
-            (None, Some(r)) => Anchor::Before(compile("insertbefore", r)?),
-        };
+        let anchor = Anchor::from_args(
+            "blockinfile",
+            a.insertafter.as_deref(),
+            a.insertbefore.as_deref(),
+        )?;
         Ok(BlockInFile {
             path: a.path,
             block,
@@ -198,13 +175,7 @@ impl BlockInFile {
                 ))
             }
             (None, _, State::Present) => {
-                let last = |re: &Regex| lines.iter().rposition(|l| re.is_match(&l.text));
-                let at = match &self.anchor {
-                    Anchor::Bof => 0,
-                    Anchor::Eof => lines.len(),
-                    Anchor::After(re) => last(re).map_or(lines.len(), |i| i + 1),
-                    Anchor::Before(re) => last(re).unwrap_or(lines.len()),
-                };
+                let at = self.anchor.position(&lines);
                 for (i, l) in self.wanted().into_iter().enumerate() {
                     insert_line(&mut lines, at + i, l);
                 }

@@ -378,7 +378,7 @@ pub(super) use text_edit_module;
 // lineinfile
 // ---------------------------------------------------------------------------------------
 
-/// Where `lineinfile` inserts a line that is not there yet.
+/// Where `lineinfile` (or `blockinfile`) inserts what is not there yet.
 #[derive(Debug, Clone)]
 pub enum Anchor {
     Bof,
@@ -387,6 +387,38 @@ pub enum Anchor {
     After(Regex),
     /// Before the last line matching.
     Before(Regex),
+}
+
+impl Anchor {
+    /// From `insertafter` / `insertbefore` (at most one; `BOF`/`EOF` or a regex).
+    pub(super) fn from_args(
+        module: &str,
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> Result<Anchor, ArgError> {
+        Ok(match (after, before) {
+            (Some(_), Some(_)) => {
+                return Err(ArgError::new(format!(
+                    "{module}: give `insertafter` or `insertbefore`, not both"
+                )))
+            }
+            (None, None) | (Some("EOF"), None) | (None, Some("EOF")) => Anchor::Eof,
+            (Some("BOF"), None) | (None, Some("BOF")) => Anchor::Bof,
+            (Some(r), None) => Anchor::After(compile(module, "insertafter", r)?),
+            (None, Some(r)) => Anchor::Before(compile(module, "insertbefore", r)?),
+        })
+    }
+
+    /// The index in `lines` to insert at (a regex that matches nothing: the end).
+    pub(super) fn position(&self, lines: &[Line]) -> usize {
+        let last = |re: &Regex| lines.iter().rposition(|l| re.is_match(&l.text));
+        match self {
+            Anchor::Bof => 0,
+            Anchor::Eof => lines.len(),
+            Anchor::After(re) => last(re).map_or(lines.len(), |i| i + 1),
+            Anchor::Before(re) => last(re).unwrap_or(lines.len()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -433,10 +465,10 @@ pub struct LineInFile {
     validate: Option<String>,
 }
 
-fn compile(what: &str, re: &str) -> Result<Regex, ArgError> {
+fn compile(module: &str, what: &str, re: &str) -> Result<Regex, ArgError> {
     Regex::new(re).map_err(|e| {
         ArgError::new(format!(
-            "lineinfile: `{what}` is not a valid regular expression: {e}"
+            "{module}: `{what}` is not a valid regular expression: {e}"
         ))
         .hint("regexp uses Rust regex syntax (no look-around or backreferences)")
     })
@@ -470,19 +502,13 @@ impl LineInFile {
         let regexp = a
             .regexp
             .as_deref()
-            .map(|r| compile("regexp", r))
+            .map(|r| compile("lineinfile", "regexp", r))
             .transpose()?;
-        let anchor = match (a.insertafter.as_deref(), a.insertbefore.as_deref()) {
-            (Some(_), Some(_)) => {
-                return Err(ArgError::new(
-                    "lineinfile: give `insertafter` or `insertbefore`, not both",
-                ))
-            }
-            (None, None) | (Some("EOF"), None) | (None, Some("EOF")) => Anchor::Eof,
-            (Some("BOF"), None) | (None, Some("BOF")) => Anchor::Bof,
-            (Some(r), None) => Anchor::After(compile("insertafter", r)?),
-            (None, Some(r)) => Anchor::Before(compile("insertbefore", r)?),
-        };
+        let anchor = Anchor::from_args(
+            "lineinfile",
+            a.insertafter.as_deref(),
+            a.insertbefore.as_deref(),
+        )?;
         Ok(LineInFile {
             path: a.path,
             line: a.line,
@@ -551,13 +577,7 @@ impl LineInFile {
                 if let Some(i) = lines.iter().position(|l| l.text == line) {
                     return Ok(Edit::none(format!("the line is in {p} (line {})", i + 1)));
                 }
-                let last = |re: &Regex| lines.iter().rposition(|l| re.is_match(&l.text));
-                let at = match &self.anchor {
-                    Anchor::Bof => 0,
-                    Anchor::Eof => lines.len(),
-                    Anchor::After(re) => last(re).map_or(lines.len(), |i| i + 1),
-                    Anchor::Before(re) => last(re).unwrap_or(lines.len()),
-                };
+                let at = self.anchor.position(&lines);
                 insert_line(&mut lines, at, Line::new(line));
                 Ok(Edit::change(
                     join_lines(&lines),
