@@ -273,7 +273,7 @@ impl Module for Cron {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::test_support::{run, temp_dir};
+    use crate::modules::test_support::{self, run, temp_dir};
     use serde_json::json;
     use std::path::Path;
 
@@ -311,12 +311,7 @@ esac
     }
 
     fn converge(t: &Path, m: &Cron) -> Plan<Action> {
-        let plan = m.plan(&run(&with_fake(t, &m.probe().unwrap()))).unwrap();
-        if let Plan::Change(c) = &plan {
-            let out = run(&with_fake(t, &m.apply(&c.action)));
-            assert_eq!(out.rc, 0, "{}", out.stderr);
-        }
-        plan
+        test_support::converge_with(m, |s| with_fake(t, s)).expect("converges")
     }
 
     fn cron(args: Value) -> Cron {

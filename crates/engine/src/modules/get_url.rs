@@ -289,24 +289,13 @@ impl Module for GetUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::test_support::{run, temp_dir};
+    use crate::modules::test_support::{converge, run, temp_dir};
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
     fn module(args: Value) -> GetUrl {
         GetUrl::from_args(args).unwrap()
-    }
-
-    fn converge(m: &GetUrl) -> Result<Plan<Action>, String> {
-        let plan = m.plan(&run(&m.probe().unwrap())).map_err(|e| e.0)?;
-        if let Plan::Change(c) = &plan {
-            let out = run(&m.apply(&c.action));
-            if out.rc != 0 {
-                return Err(out.stderr);
-            }
-        }
-        Ok(plan)
     }
 
     fn entries(dir: &Path) -> Vec<String> {

@@ -262,7 +262,7 @@ impl Module for Git {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::test_support::{run, temp_dir};
+    use crate::modules::test_support::{self, run, temp_dir};
     use serde_json::json;
     use std::path::Path;
     use std::process::Command;
@@ -314,12 +314,7 @@ mod tests {
 
     /// Probe, plan, apply, and probe again: what a converge does, on this machine.
     fn converge(m: &Git) -> Plan<Action> {
-        let plan = m.plan(&run(&m.probe().unwrap())).unwrap();
-        if let Plan::Change(c) = &plan {
-            let out = run(&m.apply(&c.action));
-            assert_eq!(out.rc, 0, "{}", out.stderr);
-        }
-        plan
+        test_support::converge(m).expect("converges")
     }
 
     fn has_git() -> bool {

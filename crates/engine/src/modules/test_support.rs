@@ -1,7 +1,7 @@
 //! Helpers for the modules' unit tests: a shell runner standing in for the host, a
 //! scratch directory, and a controller with one file and one template.
 
-use super::{ArgError, Controller, Observed};
+use super::{ArgError, Controller, Module, Observed, Plan};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -41,6 +41,28 @@ impl Controller for FakeCtl {
 }
 
 /// Runs `script` with the local `sh`, as a probe or apply would run on a host.
+/// What a converge does, on this machine: probe, plan, and apply a change, each script
+/// passed through `wrap` first (a stand-in `PATH`, say). The plan, or the apply's stderr.
+pub fn converge_with<M: Module>(
+    m: &M,
+    wrap: impl Fn(&str) -> String,
+) -> Result<Plan<M::Action>, String> {
+    let observed = m.probe().map(|p| run(&wrap(&p))).unwrap_or_default();
+    let plan = m.plan(&observed).map_err(|e| e.0)?;
+    if let Plan::Change(c) = &plan {
+        let out = run(&wrap(&m.apply(&c.action)));
+        if out.rc != 0 {
+            return Err(out.stderr);
+        }
+    }
+    Ok(plan)
+}
+
+/// [`converge_with`] with the scripts as they are.
+pub fn converge<M: Module>(m: &M) -> Result<Plan<M::Action>, String> {
+    converge_with(m, str::to_string)
+}
+
 pub fn run(script: &str) -> Observed {
     let out = std::process::Command::new("sh")
         .arg("-c")

@@ -277,20 +277,9 @@ impl Module for Unarchive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::test_support::{run, temp_dir};
+    use crate::modules::test_support::{converge, run, temp_dir};
     use serde_json::json;
     use std::path::Path;
-
-    fn converge(m: &Unarchive) -> Result<Plan<Action>, String> {
-        let plan = m.plan(&run(&m.probe().unwrap())).map_err(|e| e.0)?;
-        if let Plan::Change(c) = &plan {
-            let out = run(&m.apply(&c.action));
-            if out.rc != 0 {
-                return Err(out.stderr);
-            }
-        }
-        Ok(plan)
-    }
 
     fn module(src: &Path, dest: &Path) -> Unarchive {
         Unarchive::from_args(json!({"src": src, "dest": dest})).unwrap()

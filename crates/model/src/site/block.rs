@@ -167,17 +167,21 @@ impl Inherited {
 /// Expands an include item (`include_tasks`, `import_role`, …) met inside a block, where
 /// the composer that knows the role's files is not at hand.
 pub(super) trait Includes {
-    /// The tasks `rt` stands for when it is an include (problems go to `errors`); `rt`
-    /// itself back when it is an ordinary task.
-    fn expand(&mut self, rt: RawTask, errors: &mut Vec<LoadError>) -> Result<Vec<Task>, RawTask>;
+    /// Whether `rt` is an include rather than an ordinary task.
+    fn is_include(&self, rt: &RawTask) -> bool;
+    /// The tasks the include `rt` stands for (problems go to `errors`).
+    fn expand(&mut self, rt: RawTask, errors: &mut Vec<LoadError>) -> Vec<Task>;
 }
 
 /// For task lists without includes (handlers): every item is an ordinary task.
 pub(super) struct NoIncludes;
 
 impl Includes for NoIncludes {
-    fn expand(&mut self, rt: RawTask, _: &mut Vec<LoadError>) -> Result<Vec<Task>, RawTask> {
-        Err(rt)
+    fn is_include(&self, _: &RawTask) -> bool {
+        false
+    }
+    fn expand(&mut self, _: RawTask, _: &mut Vec<LoadError>) -> Vec<Task> {
+        Vec::new()
     }
 }
 
@@ -210,16 +214,13 @@ pub(super) fn flatten(
             );
             return;
         }
-        let rt = match includes.expand(rt, errors) {
-            Ok(tasks) => {
-                for mut t in tasks {
-                    inh.apply(&mut t);
-                    out.push(t);
-                }
-                return;
+        if includes.is_include(&rt) {
+            for mut t in includes.expand(rt, errors) {
+                inh.apply(&mut t);
+                out.push(t);
             }
-            Err(rt) => rt,
-        };
+            return;
+        }
         match parse_task(file, role, rt, modules) {
             Ok(mut t) => {
                 inh.apply(&mut t);

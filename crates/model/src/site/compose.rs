@@ -629,20 +629,21 @@ struct BlockIncludes<'c, 'a, 'f> {
 }
 
 impl block::Includes for BlockIncludes<'_, '_, '_> {
-    fn expand(&mut self, rt: RawTask, errors: &mut Vec<LoadError>) -> Result<Vec<Task>, RawTask> {
+    fn is_include(&self, rt: &RawTask) -> bool {
+        rt.value.keys().any(|k| Kind::of(&k.value).is_some())
+    }
+
+    fn expand(&mut self, rt: RawTask, errors: &mut Vec<LoadError>) -> Vec<Task> {
         let Some(kind) = rt.value.keys().find_map(|k| Kind::of(&k.value)) else {
-            return Err(rt);
+            return Vec::new();
         };
         let (file, role, base) = (self.file, self.role, self.base);
-        Ok(
-            match self.loader.include(file, role, base, kind, rt, self.files) {
-                Ok(tasks) => tasks,
-                Err(e) => {
-                    errors.push(e);
-                    Vec::new()
-                }
-            },
-        )
+        self.loader
+            .include(file, role, base, kind, rt, self.files)
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                Vec::new()
+            })
     }
 }
 
