@@ -182,6 +182,20 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// The one preflight error of the role `main` whose tasks are `yaml`, on `hosts`: it must
+/// be at `line` of its tasks file; returns its message.
+pub fn the_preflight_error(hosts: &[&str], line: u64, yaml: &str) -> String {
+    let p = Project::new(hosts, &[tasks(yaml)]);
+    let errors = p.preflight();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (file, at, message) = &errors[0];
+    assert!(
+        file.ends_with("roles/main/tasks.yml") && *at == line,
+        "{errors:?}"
+    );
+    message.clone()
+}
+
 /// The role `main`'s task file (and optionally its handlers).
 pub fn tasks(yaml: &str) -> (&'static str, &str) {
     ("roles/main/tasks.yml", yaml)

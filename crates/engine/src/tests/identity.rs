@@ -98,23 +98,11 @@ async fn a_templated_become_user_is_rendered_per_item_and_checked() {
     assert_eq!(p.read("h1", "who"), "nobody root", "{}", o.dump());
 }
 
-/// The one preflight error of a role whose tasks are `yaml`: it must be at line 3 of its
-/// tasks file (the second task); returns its message.
-fn the_error_at_line_3(yaml: &str) -> String {
-    let p = Project::new(&["h1"], &[tasks(yaml)]);
-    let errors = p.preflight();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    let (file, line, message) = &errors[0];
-    assert!(
-        file.ends_with("roles/main/tasks.yml") && *line == 3,
-        "{errors:?}"
-    );
-    message.clone()
-}
-
 #[test]
 fn a_become_user_that_renders_to_no_user_name_is_a_preflight_error() {
-    let message = the_error_at_line_3(
+    let message = the_preflight_error(
+        &["h1"],
+        3,
         "- name: fine\n  command: id -un\n- name: bad\n  command: id -un\n  become_user: \"{{ '-o' }}\"\n",
     );
     assert!(message.contains("not a user name"), "{message}");
@@ -175,7 +163,9 @@ async fn delegate_to_local_runs_on_the_controller() {
 
 #[test]
 fn an_unknown_delegate_is_a_preflight_error_at_its_task() {
-    let message = the_error_at_line_3(
+    let message = the_preflight_error(
+        &["h1"],
+        3,
         "- name: ok\n  command: id\n- name: elsewhere\n  command: id\n  delegate_to: h9\n",
     );
     assert!(message.contains("delegate_to `h9`"), "{message}");
